@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Set up and run authstate with nothing but Python 3.11+ and git.
+
+    python3 run.py serve [ARGS...]   create .venv, install authstate, start `authstate serve`
+    python3 run.py test [PYTEST ARGS...]   create .venv, install authstate[dev], run the tests
+    python3 run.py lint              ruff and mypy --strict, as CI runs them
+
+Each command does its own set-up and reinstalls only when pyproject.toml changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+
+
+def ensure(extra: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("authstate needs Python 3.11 or newer")
+    if not PYTHON.exists():
+        print("creating .venv …", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    spec = f".[{extra}]" if extra else "."
+    fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
+    stamp = VENV / f".installed-{extra or 'base'}"
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return
+    print(f"installing authstate{spec[1:]} into .venv …", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", spec], check=True, cwd=ROOT)
+    stamp.write_text(fingerprint)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("serve", "test", "lint"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        ensure("")
+        return subprocess.call([str(BIN / "authstate"), "serve", *rest], cwd=os.getcwd())
+    ensure("dev")
+    if command == "lint":
+        ruff = subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "examples"], cwd=ROOT)
+        mypy = subprocess.call([str(BIN / "mypy"), "--strict", "src/authstate"], cwd=ROOT)
+        return ruff or mypy
+    return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

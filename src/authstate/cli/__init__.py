@@ -1,0 +1,16 @@
+"""The ``authstate`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="authstate",
+    help="Authentication state done right: sessions, JWTs and the hybrid.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,288 @@
+"""Server-side sessions: an opaque random ID for the client, its SHA-256 digest in the store.
+
+Only the digest is stored, so a leaked store dump cannot be replayed as cookies. The
+public ``handle`` (device lists, logs, audit) is the first 16 hex of the digest; the
+``sid`` is a separate random reference that survives rotation and is what access tokens
+carry, so a token never holds anything that leads back to the session ID.
+
+Idle expiry slides, but the "last seen" write happens at most once per
+``touch_interval`` so a hot session does not write on every request; the absolute
+expiry never moves. Rotation (login, privilege change) moves the record to a new ID in
+one store operation and the old ID is dead when it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from authstate.clock import Clock, SystemClock
+from authstate.errors import InvalidInput, StoreUnavailable
+from authstate.outage import OutageLog
+from authstate.stores.base import JSON, Record, Store
+
+logger = logging.getLogger("authstate.sessions")
+
+KIND = "session"
+ID_BYTES = 32  # 256 bits, ASVS 5.0 V7.2.3 asks for at least 128 bits of entropy
+ID_MAX = 128
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+HANDLE_LEN = 16
+DATA_MAX_BYTES = 4096
+USER_AGENT_MAX = 512
+
+
+def digest(session_id: str) -> str:
+    """The stored form of a session ID."""
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible tag of any secret, safe for logs and audit rows."""
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def valid_id(session_id: object) -> bool:
+    return isinstance(session_id, str) and ID_PATTERN.match(session_id) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A live session as the core sees it. Never holds the session ID itself."""
+
+    handle: str
+    sid: str
+    user_id: str
+    created_at: float
+    last_seen: float
+    idle_expires_at: float
+    absolute_expires_at: float
+    auth_time: float
+    ip: str | None = None
+    user_agent: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def expires_at(self) -> float:
+        return min(self.idle_expires_at, self.absolute_expires_at)
+
+    @classmethod
+    def from_record(cls, record: Record) -> Session:
+        v = record.value
+        return cls(
+            handle=record.key[:HANDLE_LEN],
+            sid=v["sid"],
+            user_id=v["user_id"],
+            created_at=v["created_at"],
+            last_seen=v["last_seen"],
+            idle_expires_at=v["idle_expires_at"],
+            absolute_expires_at=v["absolute_expires_at"],
+            auth_time=v["auth_time"],
+            ip=v.get("ip"),
+            user_agent=v.get("user_agent"),
+            data=v.get("data") or {},
+        )
+
+
+RevokeHook = Callable[[Session, str], Awaitable[None]]
+
+
+class SessionManager:
+    """Create, look up, slide, rotate, update and revoke sessions on any store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        idle_timeout: float = 30 * 60,
+        absolute_timeout: float = 12 * 3600,
+        touch_interval: float = 60,
+        on_revoke: RevokeHook | None = None,
+    ) -> None:
+        if not 0 < idle_timeout <= absolute_timeout:
+            raise ValueError("need 0 < idle_timeout <= absolute_timeout")
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.idle_timeout = idle_timeout
+        self.absolute_timeout = absolute_timeout
+        self.touch_interval = touch_interval
+        self.on_revoke = on_revoke
+        self._outage = OutageLog(logger, "session store")
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        data: JSON | None = None,
+        auth_time: float | None = None,
+    ) -> tuple[str, Session]:
+        """A new session; returns the secret ID (to give to the client, once) and the
+        session."""
+        if not user_id or len(user_id) > 128:
+            raise InvalidInput("user_id must be 1..128 characters")
+        _check_data(data)
+        now = self.clock.now()
+        session_id = secrets.token_urlsafe(ID_BYTES)
+        absolute = now + self.absolute_timeout
+        value: JSON = {
+            "sid": secrets.token_urlsafe(16),
+            "user_id": user_id,
+            "created_at": now,
+            "last_seen": now,
+            "idle_expires_at": min(now + self.idle_timeout, absolute),
+            "absolute_expires_at": absolute,
+            "auth_time": now if auth_time is None else auth_time,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:USER_AGENT_MAX] or None,
+            "data": data or {},
+        }
+        key = digest(session_id)
+        expires = value["idle_expires_at"]
+        await self.store.put(KIND, key, value, expires_at=expires, user_id=user_id)
+        return session_id, Session.from_record(Record(key, value, expires, user_id))
+
+    async def lookup(self, session_id: object) -> Session | None:
+        """The live session for this ID, or None: unknown, expired, revoked, malformed and
+        store-down are the same answer (fail closed)."""
+        if not valid_id(session_id):
+            return None
+        assert isinstance(session_id, str)
+        key = digest(session_id)
+        try:
+            record = await self.store.get(KIND, key)
+            self._outage.recovered()
+            if record is None:
+                return None
+            session = Session.from_record(record)
+            now = self.clock.now()
+            if session.expires_at <= now:
+                return None
+            if now - session.last_seen >= self.touch_interval:
+                session = await self._touch(key, session, now) or session
+            return session
+        except StoreUnavailable as error:
+            self._outage.failed(error)
+            return None
+
+    async def _touch(self, key: str, session: Session, now: float) -> Session | None:
+        idle = min(now + self.idle_timeout, session.absolute_expires_at)
+        record = await self.store.patch(
+            KIND, key, {"last_seen": now, "idle_expires_at": idle}, expires_at=idle
+        )
+        return Session.from_record(record) if record is not None else None
+
+    async def rotate(self, session_id: str) -> tuple[str, Session] | None:
+        """Give the session a new ID (login, privilege change); the old ID dies at once."""
+        if not valid_id(session_id):
+            return None
+        new_id = secrets.token_urlsafe(ID_BYTES)
+        record = await self.store.rename(
+            KIND, digest(session_id), digest(new_id), fields={"rotated_at": self.clock.now()}
+        )
+        if record is None:
+            return None
+        return new_id, Session.from_record(record)
+
+    async def update(
+        self, session_id: str, data: JSON, *, replace: bool = False
+    ) -> Session | None:
+        """Merge ``data`` into the session's data (or replace it), seen by the next
+        lookup."""
+        _check_data(data)
+        if not valid_id(session_id):
+            return None
+        key = digest(session_id)
+        new_data = data
+        if not replace:
+            current = await self.store.get(KIND, key)
+            if current is None:
+                return None
+            new_data = {**(current.value.get("data") or {}), **data}
+            _check_data(new_data)
+        record = await self.store.patch(KIND, key, {"data": new_data})
+        return Session.from_record(record) if record is not None else None
+
+    async def revoke(self, session_id: str, *, reason: str = "user") -> Session | None:
+        """End one session by its ID."""
+        if not valid_id(session_id):
+            return None
+        record = await self.store.delete(KIND, digest(session_id))
+        return await self._revoked(record, reason)
+
+    async def revoke_handle(
+        self, user_id: str, handle: str, *, reason: str = "user"
+    ) -> Session | None:
+        """End one of ``user_id``'s sessions by its public handle; None when it is not
+        theirs."""
+        if len(handle) != HANDLE_LEN or not handle.isascii():
+            return None
+        for record in await self.store.list_by_user(KIND, user_id):
+            if secrets.compare_digest(record.key[:HANDLE_LEN], handle):
+                removed = await self.store.delete(KIND, record.key)
+                return await self._revoked(removed, reason)
+        return None
+
+    async def revoke_all(
+        self, user_id: str, *, except_id: str | None = None, reason: str = "user"
+    ) -> list[Session]:
+        """Log the user out everywhere, optionally except the current session."""
+        keep = digest(except_id) if except_id and valid_id(except_id) else None
+        removed = await self.store.delete_by_user(KIND, user_id, keep=keep)
+        return [s for r in removed if (s := await self._revoked(r, reason)) is not None]
+
+    async def list(self, user_id: str) -> list[Session]:
+        """The user's live sessions (their devices), newest first."""
+        now = self.clock.now()
+        sessions = [
+            Session.from_record(r) for r in await self.store.list_by_user(KIND, user_id)
+        ]
+        live = [s for s in sessions if s.expires_at > now]
+        return sorted(live, key=lambda s: s.created_at, reverse=True)
+
+    async def find(self, handle_prefix: str, *, limit: int = 100) -> list[Session]:
+        """Sessions whose handle starts with ``handle_prefix`` (for operators)."""
+        return [Session.from_record(r) for r in await self._scan(handle_prefix, limit)]
+
+    async def revoke_prefix(self, handle_prefix: str, *, reason: str = "admin") -> list[Session]:
+        """End every session whose handle starts with ``handle_prefix`` (for operators)."""
+        ended = []
+        for record in await self._scan(handle_prefix, 1000):
+            removed = await self.store.delete(KIND, record.key)
+            if (session := await self._revoked(removed, reason)) is not None:
+                ended.append(session)
+        return ended
+
+    async def _scan(self, handle_prefix: str, limit: int) -> list[Record]:
+        if not re.fullmatch(r"[0-9a-f]{4,64}", handle_prefix):
+            raise InvalidInput("a session handle prefix is 4 to 64 lowercase hex characters")
+        return await self.store.scan(KIND, prefix=handle_prefix, limit=limit)
+
+    async def _revoked(self, record: Record | None, reason: str) -> Session | None:
+        if record is None:
+            return None
+        session = Session.from_record(record)
+        if self.on_revoke is not None:
+            await self.on_revoke(session, reason)
+        return session
+
+
+def _check_data(data: JSON | None) -> None:
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise InvalidInput("session data must be a JSON object")
+    try:
+        size = len(json.dumps(data, separators=(",", ":")))
+    except (TypeError, ValueError) as error:
+        raise InvalidInput("session data must be JSON-serialisable") from error
+    if size > DATA_MAX_BYTES:
+        raise InvalidInput(f"session data is limited to {DATA_MAX_BYTES} bytes of JSON")

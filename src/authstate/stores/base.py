@@ -1,0 +1,165 @@
+"""What a store must do: keep expiring records, a few atomic operations, and the audit log.
+
+Stores keep records; they never decide. Every policy (what a session is, when a refresh
+token counts as reused) lives in the core, which talks to a store only through this
+protocol. A record is a small JSON object under ``(kind, key)`` with an optional
+absolute expiry and an optional owning user (so "all of a user's sessions" is an index
+read, not a scan). The operations that must be atomic are single calls here, and each
+backend implements them with its engine's own tool (a Lua script, a transaction,
+``UPDATE … RETURNING``), never as read-modify-write in Python.
+
+Expiry is enforced twice: a read never returns a record whose ``expires_at`` has passed
+by the store's clock (so an injected clock works on every backend), and the backend
+reclaims the space by itself (Redis TTL) or through ``sweep`` (SQL, memory).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+JSON = dict[str, Any]
+
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+KEY_MAX = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored record, as the store returns it."""
+
+    key: str
+    value: JSON
+    expires_at: float | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One stored audit event; ``id`` orders events and is the pagination cursor."""
+
+    id: str
+    event: JSON
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The async interface every backend implements; see the module docstring."""
+
+    url_scheme: str
+
+    async def get(self, kind: str, key: str) -> Record | None:
+        """The live record, or None when absent or expired."""
+
+    async def put(
+        self,
+        kind: str,
+        key: str,
+        value: JSON,
+        *,
+        expires_at: float | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        """Insert or replace."""
+
+    async def create(
+        self,
+        kind: str,
+        key: str,
+        value: JSON,
+        *,
+        expires_at: float | None = None,
+        user_id: str | None = None,
+    ) -> bool:
+        """Insert only if no live record has this key; True when inserted."""
+
+    async def patch(
+        self, kind: str, key: str, fields: JSON, *, expires_at: float | None = None
+    ) -> Record | None:
+        """Merge top-level ``fields`` into a live record atomically (and set a new expiry
+        when given); the updated record, or None when there is no live record."""
+
+    async def delete(self, kind: str, key: str) -> Record | None:
+        """Remove a record; the live record that was removed, or None."""
+
+    async def rename(
+        self,
+        kind: str,
+        old_key: str,
+        new_key: str,
+        *,
+        fields: JSON | None = None,
+        expires_at: float | None = None,
+    ) -> Record | None:
+        """Atomically move a live record to ``new_key`` (merging ``fields``); the old key
+        is dead when this returns. The new record, or None when ``old_key`` is not live."""
+
+    async def list_by_user(self, kind: str, user_id: str) -> list[Record]:
+        """The user's live records of this kind, in O(that user's records)."""
+
+    async def delete_by_user(
+        self, kind: str, user_id: str, *, keep: str | None = None
+    ) -> list[Record]:
+        """Remove the user's records of this kind except ``keep``; the removed live ones."""
+
+    async def scan(self, kind: str, *, prefix: str = "", limit: int = 1000) -> list[Record]:
+        """Live records of a kind whose key starts with ``prefix`` (admin and resync use;
+        never on a per-request path)."""
+
+    async def incr(self, kind: str, key: str, *, expires_at: float | None = None) -> int:
+        """Atomically add one to a counter and return it; ``expires_at`` is set only when
+        the counter is created (a fixed window)."""
+
+    async def spend(
+        self,
+        kind: str,
+        key: str,
+        *,
+        fields: JSON,
+        new_key: str,
+        new_value: JSON,
+        new_expires_at: float | None,
+        user_id: str | None = None,
+    ) -> tuple[Record | None, bool]:
+        """Rotate a one-time record, atomically.
+
+        If ``key`` is live and its value has no ``spent_at``: merge ``fields`` (which set
+        ``spent_at``) into it, create ``new_key`` and return ``(record before, True)``.
+        If it is live and already spent: change nothing, return ``(record, False)``.
+        If it is not live: ``(None, False)``.
+        """
+
+    async def append_event(self, event: JSON) -> str:
+        """Append an audit event (must carry a float ``ts``); its id."""
+
+    async def query_events(
+        self,
+        *,
+        user_id: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        before_id: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRow]:
+        """Audit events, newest first; ``before_id`` continues a previous page."""
+
+    async def prune_events(self, before: float) -> int:
+        """Delete audit events older than ``before``; how many."""
+
+    async def sweep(self, *, batch: int = 1000) -> int:
+        """Delete up to ``batch`` expired records; how many. Cost follows what expired."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def check_kind_key(kind: str, key: str) -> None:
+    """Guard against a caller bug writing an unbounded or ambiguous key."""
+    if not KIND_PATTERN.match(kind):
+        raise ValueError(f"bad record kind {kind!r}")
+    if not key or len(key) > KEY_MAX:
+        raise ValueError("record key must be 1..256 characters")

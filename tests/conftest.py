@@ -1,0 +1,91 @@
+"""Shared fixtures: an injectable clock and one store fixture over every backend.
+
+Redis and PostgreSQL are real servers (``AUTHSTATE_TEST_REDIS_URL``,
+``AUTHSTATE_TEST_POSTGRES_URL``). When one is unreachable its tests are skipped with a
+reason that says how to start it, unless ``AUTHSTATE_REQUIRE_SERVICES=1`` (CI), where
+they fail. Every test gets its own namespace (Redis key prefix, PostgreSQL schema), so
+runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from authstate.clock import FrozenClock
+from authstate.stores import Store, open_store
+
+REDIS_URL = os.environ.get("AUTHSTATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "AUTHSTATE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_SERVICES = os.environ.get("AUTHSTATE_REQUIRE_SERVICES") == "1"
+VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
+
+HOW_TO_START = {
+    "redis": "start one with: redis-server --port 6379 --save '' --daemonize yes",
+    "postgres": "start one with: pg_ctlcluster <version> main start (trust auth, database test)",
+}
+BACKENDS = ["memory", "sqlite", "redis", "postgres"]
+
+
+def service_reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    default_port = 6379 if parts.scheme.startswith("redis") else 5432
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str) -> str:
+    """The test URL of a service, or skip (fail under AUTHSTATE_REQUIRE_SERVICES=1)."""
+    url = REDIS_URL if name == "redis" else POSTGRES_URL
+    if not service_reachable(url):
+        message = f"{name} not reachable at {url}; {HOW_TO_START[name]}"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"AUTHSTATE_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+    return url
+
+
+def fresh_namespace() -> str:
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(1_800_000_000.0)
+
+
+async def make_store(backend: str, clock: FrozenClock, tmp_path: Path, namespace: str) -> Store:
+    if backend == "memory":
+        return await open_store("memory://", clock=clock)
+    if backend == "sqlite":
+        return await open_store(f"sqlite:///{tmp_path / 'authstate.db'}", clock=clock)
+    return await open_store(require_service(backend), clock=clock, namespace=namespace)
+
+
+async def drop_namespace(store: Store, backend: str, namespace: str) -> None:
+    """Remove what a test wrote to a shared server."""
+    drop = getattr(store, "drop_namespace", None)
+    if drop is not None:
+        await drop()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path) -> AsyncIterator[Store]:
+    namespace = fresh_namespace()
+    s = await make_store(request.param, clock, tmp_path, namespace)
+    try:
+        yield s
+    finally:
+        await drop_namespace(s, request.param, namespace)
+        await s.close()

@@ -1,0 +1,248 @@
+"""One suite, every backend: the Store protocol's contract (see stores/base.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from authstate.clock import FrozenClock
+from authstate.errors import InvalidStoreURL
+from authstate.stores import Store, open_store
+
+
+async def test_put_get_delete(store: Store, clock: FrozenClock) -> None:
+    assert await store.get("session", "a") is None
+    await store.put("session", "a", {"x": 1, "nested": {"y": [1, 2]}}, user_id="u1")
+    record = await store.get("session", "a")
+    assert record is not None
+    assert record.value == {"x": 1, "nested": {"y": [1, 2]}}
+    assert record.user_id == "u1"
+    assert record.expires_at is None
+    removed = await store.delete("session", "a")
+    assert removed is not None and removed.value["x"] == 1
+    assert await store.get("session", "a") is None
+    assert await store.delete("session", "a") is None
+
+
+async def test_kinds_are_separate(store: Store) -> None:
+    await store.put("session", "k", {"v": "s"})
+    await store.put("opaque", "k", {"v": "o"})
+    s = await store.get("session", "k")
+    o = await store.get("opaque", "k")
+    assert s is not None and o is not None
+    assert (s.value["v"], o.value["v"]) == ("s", "o")
+
+
+async def test_put_replaces(store: Store) -> None:
+    await store.put("session", "a", {"x": 1}, user_id="u1")
+    await store.put("session", "a", {"y": 2}, user_id="u1")
+    record = await store.get("session", "a")
+    assert record is not None and record.value == {"y": 2}
+
+
+async def test_expiry_by_clock(store: Store, clock: FrozenClock) -> None:
+    await store.put("session", "a", {"x": 1}, expires_at=clock.now() + 60, user_id="u1")
+    record = await store.get("session", "a")
+    assert record is not None
+    assert record.expires_at == pytest.approx(clock.now() + 60)
+    clock.advance(59.9)
+    assert await store.get("session", "a") is not None
+    clock.advance(0.2)
+    assert await store.get("session", "a") is None
+    assert await store.list_by_user("session", "u1") == []
+    assert await store.patch("session", "a", {"x": 2}) is None
+    assert await store.rename("session", "a", "b") is None
+
+
+async def test_create_only_if_absent(store: Store, clock: FrozenClock) -> None:
+    assert await store.create("email", "a@example.com", {"user_id": "1"})
+    assert not await store.create("email", "a@example.com", {"user_id": "2"})
+    record = await store.get("email", "a@example.com")
+    assert record is not None and record.value["user_id"] == "1"
+    await store.put("throttle", "t", {"n": 1}, expires_at=clock.now() + 1)
+    clock.advance(2)
+    assert await store.create("throttle", "t", {"n": 5})
+
+
+async def test_create_races_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.create("email", "race@example.com", {"user_id": str(i)}) for i in range(20))
+    )
+    assert results.count(True) == 1
+
+
+async def test_patch_merges_and_sets_expiry(store: Store, clock: FrozenClock) -> None:
+    await store.put("session", "a", {"x": 1, "y": 2}, expires_at=clock.now() + 10, user_id="u")
+    record = await store.patch("session", "a", {"y": 3, "z": {"k": True}}, expires_at=clock.now() + 100)
+    assert record is not None
+    assert record.value == {"x": 1, "y": 3, "z": {"k": True}}
+    assert record.user_id == "u"
+    clock.advance(50)
+    again = await store.get("session", "a")
+    assert again is not None and again.value["y"] == 3
+    untouched = await store.patch("session", "a", {"x": 9})
+    assert untouched is not None and untouched.expires_at == pytest.approx(clock.now() + 50)
+
+
+async def test_rename_moves_atomically(store: Store, clock: FrozenClock) -> None:
+    await store.put("session", "old", {"x": 1}, expires_at=clock.now() + 10, user_id="u")
+    moved = await store.rename("session", "old", "new", fields={"rotated": True})
+    assert moved is not None
+    assert moved.key == "new" and moved.value == {"x": 1, "rotated": True}
+    assert moved.expires_at == pytest.approx(clock.now() + 10)
+    assert await store.get("session", "old") is None
+    assert [r.key for r in await store.list_by_user("session", "u")] == ["new"]
+    assert await store.rename("session", "old", "other") is None
+
+
+async def test_concurrent_renames_one_wins(store: Store) -> None:
+    await store.put("session", "old", {"x": 1}, user_id="u")
+    results = await asyncio.gather(*(store.rename("session", "old", f"n{i}") for i in range(10)))
+    assert sum(r is not None for r in results) == 1
+    assert len(await store.list_by_user("session", "u")) == 1
+
+
+async def test_list_and_delete_by_user(store: Store, clock: FrozenClock) -> None:
+    for i in range(5):
+        await store.put("session", f"s{i}", {"i": i}, user_id="alice", expires_at=clock.now() + 100)
+    await store.put("session", "b0", {"i": 0}, user_id="bob")
+    await store.put("opaque", "o0", {"i": 0}, user_id="alice")
+    assert sorted(r.key for r in await store.list_by_user("session", "alice")) == [
+        f"s{i}" for i in range(5)
+    ]
+    removed = await store.delete_by_user("session", "alice", keep="s2")
+    assert sorted(r.key for r in removed) == ["s0", "s1", "s3", "s4"]
+    assert [r.key for r in await store.list_by_user("session", "alice")] == ["s2"]
+    assert [r.key for r in await store.list_by_user("session", "bob")] == ["b0"]
+    assert [r.key for r in await store.list_by_user("opaque", "alice")] == ["o0"]
+    assert await store.delete_by_user("session", "nobody") == []
+
+
+async def test_scan_by_prefix(store: Store, clock: FrozenClock) -> None:
+    await store.put("session", "abc1", {}, user_id="u")
+    await store.put("session", "abc2", {}, expires_at=clock.now() + 1)
+    await store.put("session", "abd1", {})
+    await store.put("deny", "abc3", {})
+    assert sorted(r.key for r in await store.scan("session", prefix="abc")) == ["abc1", "abc2"]
+    clock.advance(5)
+    assert [r.key for r in await store.scan("session", prefix="abc")] == ["abc1"]
+    assert len(await store.scan("session")) == 2
+
+
+async def test_scan_prefix_is_literal(store: Store) -> None:
+    await store.put("session", "a%b", {})
+    await store.put("session", "a_c", {})
+    await store.put("session", "a*d", {})
+    await store.put("session", "axe", {})
+    assert [r.key for r in await store.scan("session", prefix="a%")] == ["a%b"]
+    assert [r.key for r in await store.scan("session", prefix="a_")] == ["a_c"]
+    assert [r.key for r in await store.scan("session", prefix="a*")] == ["a*d"]
+
+
+async def test_incr_is_atomic_with_fixed_window(store: Store, clock: FrozenClock) -> None:
+    counts = await asyncio.gather(
+        *(store.incr("throttle", "ip:1", expires_at=clock.now() + 60) for _ in range(25))
+    )
+    assert sorted(counts) == list(range(1, 26))
+    clock.advance(30)
+    assert await store.incr("throttle", "ip:1", expires_at=clock.now() + 60) == 26
+    clock.advance(31)
+    assert await store.incr("throttle", "ip:1", expires_at=clock.now() + 60) == 1
+    assert await store.incr("ver", "user-1") == 1
+    assert await store.incr("ver", "user-1") == 2
+
+
+async def test_spend_rotates_once(store: Store, clock: FrozenClock) -> None:
+    await store.put("refresh", "r1", {"family": "f"}, expires_at=clock.now() + 100, user_id="u")
+    before, rotated = await store.spend(
+        "refresh", "r1", fields={"spent_at": clock.now(), "successor": "blob"},
+        new_key="r2", new_value={"family": "f"}, new_expires_at=clock.now() + 100, user_id="u",
+    )
+    assert rotated and before is not None and before.value == {"family": "f"}
+    spent = await store.get("refresh", "r1")
+    assert spent is not None and spent.value["successor"] == "blob"
+    assert await store.get("refresh", "r2") is not None
+    again, rotated = await store.spend(
+        "refresh", "r1", fields={"spent_at": clock.now()},
+        new_key="r3", new_value={}, new_expires_at=None,
+    )
+    assert not rotated and again is not None and again.value["successor"] == "blob"
+    assert await store.get("refresh", "r3") is None
+    missing, rotated = await store.spend(
+        "refresh", "nope", fields={"spent_at": 1.0}, new_key="r4", new_value={}, new_expires_at=None
+    )
+    assert (missing, rotated) == (None, False)
+
+
+async def test_concurrent_spend_one_successor(store: Store, clock: FrozenClock) -> None:
+    await store.put("refresh", "r", {"family": "f"}, expires_at=clock.now() + 100)
+    results = await asyncio.gather(
+        *(
+            store.spend(
+                "refresh", "r", fields={"spent_at": clock.now(), "successor": f"s{i}"},
+                new_key=f"n{i}", new_value={"i": i}, new_expires_at=clock.now() + 100,
+            )
+            for i in range(20)
+        )
+    )
+    winners = [i for i, (_, ok) in enumerate(results) if ok]
+    assert len(winners) == 1
+    record = await store.get("refresh", "r")
+    assert record is not None and record.value["successor"] == f"s{winners[0]}"
+    created = [i for i in range(20) if await store.get("refresh", f"n{i}") is not None]
+    assert created == winners
+
+
+async def test_audit_events(store: Store, clock: FrozenClock) -> None:
+    ids = []
+    for i in range(7):
+        ids.append(await store.append_event(
+            {"ts": clock.now() + i, "type": "login" if i % 2 else "logout", "user_id": f"u{i % 3}"}
+        ))
+    page = await store.query_events(limit=3)
+    assert [r.event["ts"] for r in page] == [clock.now() + 6, clock.now() + 5, clock.now() + 4]
+    rest = await store.query_events(limit=10, before_id=page[-1].id)
+    assert [r.event["ts"] for r in rest] == [clock.now() + i for i in (3, 2, 1, 0)]
+    assert {r.event["type"] for r in await store.query_events(type="login")} == {"login"}
+    assert [r.event["ts"] for r in await store.query_events(user_id="u0")] == [
+        clock.now() + 6, clock.now() + 3, clock.now()
+    ]
+    assert len(await store.query_events(since=clock.now() + 5)) == 2
+    assert await store.prune_events(clock.now() + 2) == 2
+    assert len(await store.query_events(limit=100)) == 5
+
+
+async def test_sweep_removes_only_expired(store: Store, clock: FrozenClock) -> None:
+    for i in range(30):
+        await store.put("session", f"live{i}", {}, expires_at=clock.now() + 1000, user_id="u")
+    for i in range(25):
+        await store.put("session", f"dead{i}", {}, expires_at=clock.now() + 10, user_id="u")
+    clock.advance(11)
+    swept = 0
+    while (n := await store.sweep(batch=10)) > 0:
+        assert n <= 10
+        swept += n
+    # Redis expires keys by TTL on its own; its sweep only tidies indexes.
+    assert swept in (25, 0) if store.url_scheme == "redis" else swept == 25
+    assert len(await store.list_by_user("session", "u")) == 30
+
+
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nope://x", "", "sqlite", "http://example.com", "mysql://localhost/db"],
+)
+async def test_bad_urls_name_the_schemes(url: str) -> None:
+    with pytest.raises(InvalidStoreURL) as info:
+        await open_store(url)
+    assert "memory://" in str(info.value) and "postgresql://" in str(info.value)
+
+
+async def test_url_password_never_in_error() -> None:
+    with pytest.raises(InvalidStoreURL) as info:
+        await open_store("bogus://user:hunter2secret@host/db")
+    assert "hunter2secret" not in str(info.value)
