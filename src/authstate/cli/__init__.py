@@ -14,3 +14,12 @@ app = typer.Typer(
 
 def main() -> None:
     app()
+
+
+def _register() -> None:
+    from authstate.cli import sessions
+
+    app.add_typer(sessions.app, name="sessions")
+
+
+_register()

@@ -1,0 +1,68 @@
+"""How every CLI command runs: settings from flags and environment, one AuthState, and
+errors as one line on stderr with a stable exit status instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from authstate.config import Settings
+from authstate.errors import AuthstateError
+from authstate.state import AuthState
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = typer.Option(
+    None,
+    "--store",
+    help="Store URL (default: AUTHSTATE_STORE, else sqlite:///authstate.db).",
+    show_default=False,
+)
+JsonOption = typer.Option(False, "--json", help="Print JSON for machines.")
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run(coro: Awaitable[T]) -> T:
+    """Run a coroutine; an ``AuthstateError`` becomes a one-line error and exit 1."""
+    try:
+        return asyncio.run(_wrap(coro))
+    except AuthstateError as error:
+        raise fail(error.message) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _wrap(coro: Awaitable[T]) -> T:
+    return await coro
+
+
+async def with_state(
+    store: str | None, action: Callable[[AuthState], Awaitable[T]], **overrides: Any
+) -> T:
+    """Open an AuthState on ``store`` (or the configured one), run ``action``, close."""
+    settings = Settings.load(store=store, **overrides)
+    state = await AuthState.open(settings)
+    try:
+        return await action(state)
+    finally:
+        await state.close()
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,117 @@
+"""One settings object for the service, the CLI and the bench.
+
+Every field has an environment variable ``AUTHSTATE_<FIELD>`` (listed in the README) and
+can be set in a TOML file (``authstate serve --config FILE``). Precedence, lowest first:
+defaults, the TOML file, the environment, explicit overrides (CLI flags). The library API
+itself never reads the environment: ``AuthState`` takes a ``Settings`` you build.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from authstate.errors import ConfigurationError
+
+LONG_LIFETIME = 3600  # over an hour, an access token is a long-lived credential
+LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "some small leeway"; more hides clock bugs
+
+
+class Settings(BaseSettings):
+    """Validated once at start-up; grouped by concern below."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTHSTATE_", extra="forbid", frozen=True)
+
+    # where state lives
+    store: str = "sqlite:///authstate.db"
+    namespace: str = Field("authstate", pattern=r"^[a-z][a-z0-9_]{0,40}$")
+
+    # the service
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    dev: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+    # tokens
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "authstate"
+    key_algorithm: Literal[
+        "EdDSA", "ES256", "RS256", "PS256", "HS256", "HS384", "HS512"
+    ] = "EdDSA"
+    access_token_ttl: int = Field(600, ge=10)
+    allow_long_access_tokens: bool = False
+    leeway: int = Field(30, ge=0, le=LEEWAY_MAX)
+
+    # refresh tokens
+    refresh_ttl: int = Field(14 * 86400, ge=60)
+    refresh_family_ttl: int = Field(30 * 86400, ge=60)
+    refresh_grace: int = Field(10, ge=0, le=300)
+
+    # sessions
+    session_idle_timeout: int = Field(30 * 60, ge=60)
+    session_absolute_timeout: int = Field(12 * 3600, ge=60)
+    session_touch_interval: int = Field(60, ge=0)
+
+    # revocation
+    revocation_denylist: bool = True
+    revocation_token_version: bool = True
+    revocation_session_bound: bool = True
+    push_revocation: bool = True
+    bus: str | None = None
+    bus_fallback: Literal["store", "reject"] = "store"
+
+    # login throttling
+    throttle_account_limit: int = Field(5, ge=1)
+    throttle_ip_limit: int = Field(50, ge=1)
+    throttle_window: int = Field(15 * 60, ge=1)
+
+    # operations
+    audit_retention_days: int = Field(90, ge=1)
+    metrics: bool = True
+    cleanup_interval: int = Field(60, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.access_token_ttl > LONG_LIFETIME and not self.allow_long_access_tokens:
+            raise ValueError(
+                f"access_token_ttl over {LONG_LIFETIME} s needs allow_long_access_tokens=true"
+            )
+        if self.session_idle_timeout > self.session_absolute_timeout:
+            raise ValueError("session_idle_timeout must not exceed session_absolute_timeout")
+        if self.refresh_ttl > self.refresh_family_ttl:
+            raise ValueError("refresh_ttl must not exceed refresh_family_ttl")
+        return self
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults < TOML file < ``AUTHSTATE_*`` environment < ``overrides`` (None ignored)."""
+        try:
+            from_file: dict[str, Any] = {}
+            if config_file is not None:
+                with Path(config_file).open("rb") as f:
+                    from_file = tomllib.load(f)
+                from_file = from_file.get("authstate", from_file)
+            from_env = cls()
+            env_set = {name: getattr(from_env, name) for name in from_env.model_fields_set}
+            given = {k: v for k, v in overrides.items() if v is not None}
+            return cls(**{**from_file, **env_set, **given})
+        except OSError as error:
+            raise ConfigurationError(f"cannot read config file: {error.strerror}") from error
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigurationError(f"config file is not valid TOML: {error}") from error
+        except ValidationError as error:
+            raise ConfigurationError(_describe(error)) from error
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "settings"
+        env = f" (AUTHSTATE_{where.upper()})" if where != "settings" else ""
+        parts.append(f"{where}{env}: {e['msg']}")
+    return "invalid settings: " + "; ".join(parts)
