@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     ensure("dev")
     if command == "lint":
         ruff = subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "examples"], cwd=ROOT)
-        mypy = subprocess.call([str(BIN / "mypy"), "--strict", "src/authstate"], cwd=ROOT)
+        mypy = subprocess.call([str(BIN / "mypy"), "--strict", "-p", "authstate"], cwd=ROOT)
         return ruff or mypy
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
 

@@ -134,7 +134,7 @@ async def test_list_is_the_users_devices(sessions: SessionManager, clock: Frozen
     clock.advance(1)
     a2, _ = await sessions.create("alice", user_agent="laptop")
     await sessions.create("bob")
-    listed = await sessions.list("alice")
+    listed = await sessions.for_user("alice")
     assert [s.user_agent for s in listed] == ["laptop", "phone"]
     assert all(isinstance(s, Session) for s in listed)
 

@@ -239,7 +239,7 @@ class SessionManager:
         removed = await self.store.delete_by_user(KIND, user_id, keep=keep)
         return [s for r in removed if (s := await self._revoked(r, reason)) is not None]
 
-    async def list(self, user_id: str) -> list[Session]:
+    async def for_user(self, user_id: str) -> list[Session]:
         """The user's live sessions (their devices), newest first."""
         now = self.clock.now()
         sessions = [

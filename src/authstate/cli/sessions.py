@@ -12,6 +12,8 @@ from authstate.cli.runner import JsonOption, StoreOption, console, fail, run, wi
 from authstate.sessions import Session
 from authstate.state import AuthState
 
+COLUMNS = ("handle", "user_id", "created_at", "last_seen", "expires_at", "ip", "user_agent")
+
 app = typer.Typer(help="List and revoke server-side sessions.", no_args_is_help=True)
 
 
@@ -37,10 +39,10 @@ def _print(sessions: list[Session], as_json: bool, title: str) -> None:
         console.print_json(json.dumps(rows))
         return
     table = Table(title=title)
-    for column in ("handle", "user_id", "created_at", "last_seen", "expires_at", "ip", "user_agent"):
+    for column in COLUMNS:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row[c] or "") for c in row))
+        table.add_row(*(str(row[c] or "") for c in COLUMNS))
     console.print(table)
 
 
@@ -53,7 +55,7 @@ def list_(
     """List a user's active sessions (their devices)."""
 
     async def action(state: AuthState) -> list[Session]:
-        return await state.sessions.list(user)
+        return await state.sessions.for_user(user)
 
     _print(run(with_state(store, action)), as_json, f"sessions of {user}")
 
