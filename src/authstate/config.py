@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     throttle_ip_limit: int = Field(50, ge=1)
     throttle_window: int = Field(15 * 60, ge=1)
 
+    # passwords (argon2id; defaults are OWASP's 19 MiB, t=2, p=1; lower only for tests)
+    password_time_cost: int = Field(2, ge=1, le=20)
+    password_memory_kib: int = Field(19 * 1024, ge=8, le=4 * 1024 * 1024)
+    password_parallelism: int = Field(1, ge=1, le=16)
+
+    # the HTTP service's cookies and proxies
+    cookie_name: str = Field("authstate_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    forwarded_allow_ips: str = ""
+
     # operations
     audit_retention_days: int = Field(90, ge=1)
     metrics: bool = True

@@ -6,11 +6,15 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     AuthstateError
     ├── ConfigurationError            configuration_error
     │   ├── MissingDependencyError    missing_dependency
-    │   └── WeakKeyError              weak_key
+    │   ├── WeakKeyError              weak_key
+    │   └── UnusableKey               unusable_key
     ├── StoreError                    store_error
     │   ├── StoreUnavailable          store_unavailable
     │   └── InvalidStoreURL           invalid_store_url
     ├── BusUnavailable                bus_unavailable
+    ├── KeysUnavailable               keys_unavailable
+    ├── UpstreamUnavailable           upstream_unavailable
+    ├── CSRFFailed                    csrf_failed
     ├── SessionNotFound               session_not_found
     ├── InvalidToken                  invalid_token
     │   ├── MalformedToken            malformed_token
@@ -69,6 +73,12 @@ class WeakKeyError(ConfigurationError):
     code = "weak_key"
 
 
+class UnusableKey(ConfigurationError):
+    """A key cannot be used to sign or verify (wrong type, curve, use or algorithm)."""
+
+    code = "unusable_key"
+
+
 class StoreError(AuthstateError):
     """The store failed."""
 
@@ -91,6 +101,26 @@ class BusUnavailable(AuthstateError):
     """The revocation bus cannot be reached."""
 
     code = "bus_unavailable"
+
+
+class KeysUnavailable(AuthstateError):
+    """The verification keys cannot be fetched and none are cached; callers fail closed."""
+
+    code = "keys_unavailable"
+
+
+class UpstreamUnavailable(AuthstateError):
+    """A service authstate asks on the request path (an introspection endpoint) did not
+    answer usably; callers fail closed."""
+
+    code = "upstream_unavailable"
+
+
+class CSRFFailed(AuthstateError):
+    """A cookie-authenticated state change came without the session's CSRF token or from
+    another origin."""
+
+    code = "csrf_failed"
 
 
 class SessionNotFound(AuthstateError):

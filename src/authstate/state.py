@@ -7,22 +7,51 @@ wiring the core modules together on its own. Build it from ``Settings`` with
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
+from authstate import introspection
+from authstate import keys as keystore
 from authstate.audit import AuditLog
+from authstate.bus import Bus, bus_for
+from authstate.clients import Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
+from authstate.errors import InvalidInput, InvalidToken, MalformedToken, SessionNotFound
 from authstate.identity import Identity
+from authstate.jwt import AccessTokens
+from authstate.keys import KeySet
+from authstate.metrics import Metrics, timed_verify
+from authstate.opaque import OpaqueTokens
+from authstate.opaque import looks_like as looks_opaque
+from authstate.passwords import PasswordHasher
+from authstate.refresh import Grant, RefreshTokens, TokenPair
+from authstate.revocation import Policies, Revocations
 from authstate.sessions import Session, SessionManager
 from authstate.stores import Store, open_store
+from authstate.throttle import LoginThrottle
+from authstate.users import Users
 
 
 class AuthState:
-    def __init__(self, settings: Settings, store: Store, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        bus: Bus | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock or SystemClock()
-        self.audit = AuditLog(store, self.clock)
+        self.metrics = Metrics() if settings.metrics else None
+        self.audit = AuditLog(
+            store, self.clock, metrics=self.metrics,
+            retention_days=settings.audit_retention_days,
+        )
         self.sessions = SessionManager(
             store,
             clock=self.clock,
@@ -30,8 +59,57 @@ class AuthState:
             absolute_timeout=settings.session_absolute_timeout,
             touch_interval=settings.session_touch_interval,
             on_revoke=self._session_ended,
+            on_store_error=self.metrics.store_error_hook("session") if self.metrics else None,
         )
+        self.passwords = PasswordHasher(
+            time_cost=settings.password_time_cost,
+            memory_kib=settings.password_memory_kib,
+            parallelism=settings.password_parallelism,
+        )
+        self.users = Users(store, clock=self.clock, hasher=self.passwords)
+        self.clients = Clients(store, clock=self.clock)
+        self.throttle = LoginThrottle(
+            store,
+            clock=self.clock,
+            account_limit=settings.throttle_account_limit,
+            ip_limit=settings.throttle_ip_limit,
+            window=settings.throttle_window,
+        )
+        self._init_tokens(settings, store, bus)
 
+    def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
+        """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
+        starts empty and is filled from the store by ``start``."""
+        self.keys = KeySet(max_token_ttl=settings.access_token_ttl, leeway=settings.leeway)
+        self.tokens = AccessTokens(
+            self.keys, issuer=settings.issuer, audience=settings.audience, clock=self.clock,
+            ttl=settings.access_token_ttl, allow_long_lifetime=settings.allow_long_access_tokens,
+            leeway=settings.leeway,
+        )
+        self.bus = bus if bus is not None else bus_for(settings, store.url_scheme)
+        self.revocation = Revocations(
+            store, clock=self.clock, bus=self.bus, fallback=settings.bus_fallback,
+            policies=Policies(
+                denylist=settings.revocation_denylist,
+                token_version=settings.revocation_token_version,
+                session_bound=settings.revocation_session_bound,
+            ),
+            lifetime=settings.access_token_ttl + settings.leeway, leeway=settings.leeway,
+        )
+        self.revocation.on_event.append(self._revoked)
+        if self.metrics is not None:
+            self.revocation.on_lag = self.metrics.observe_bus_lag
+        self.revocation.on_resync.append(lambda: keystore.sync(self.store, self.keys))
+        self.refresh = RefreshTokens(
+            store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
+            family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
+            audit=self.audit, on_reuse=self._refresh_reused,
+        )
+        self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.access_token_ttl)
+        self._started = False
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @timed_verify("session")
     async def authenticate_session(self, session_id: object) -> Identity | None:
         """The identity behind a session cookie, or None (unknown, expired, revoked,
         malformed and store-down are one answer)."""
@@ -46,25 +124,197 @@ class AuthState:
             session=session,
         )
 
+    # -- tokens: the hybrid -----------------------------------------------------------
+
+    async def issue_for_session(
+        self, session: Session, *, scope: tuple[str, ...] = ()
+    ) -> tuple[str, dict[str, Any]]:
+        """A short access token for a live session (to call other services), bound to
+        its ``sid`` and never outliving it; revoking the session revokes the token."""
+        ttl = min(self.settings.access_token_ttl, int(session.expires_at - self.clock.now()))
+        if ttl < 1:
+            raise SessionNotFound()
+        token, claims = self.tokens.issue(
+            session.user_id, sid=session.sid, scope=scope or None,
+            ver=await self._version(session.user_id), ttl=ttl,
+        )
+        await self.audit.record(
+            "access_token_issued", user_id=session.user_id, session=session.handle,
+            token=token, detail={"kind": "access", "via": "session"},
+        )
+        return token, claims
+
+    async def login_tokens(
+        self,
+        user_id: str,
+        session: Session,
+        *,
+        scope: tuple[str, ...] = (),
+        client_id: str | None = None,
+    ) -> TokenPair:
+        """An access token and the first refresh token of a new family, bound to the
+        session just created at login."""
+        if session.user_id != user_id:
+            raise InvalidInput("the session belongs to another user")
+        return await self.refresh.start_family(user_id, session.sid, scope, client_id=client_id)
+
+    async def refresh_tokens(self, refresh_token: object) -> TokenPair:
+        """Rotate a refresh token (``InvalidGrant``, ``RefreshReused`` or
+        ``StoreUnavailable`` otherwise; see ``authstate.refresh``)."""
+        return await self.refresh.rotate(refresh_token)
+
+    @timed_verify("jwt")
+    async def authenticate_bearer(self, token: object) -> Identity:
+        """The identity behind an ``Authorization: Bearer`` token, JWT or opaque.
+
+        Raises an ``InvalidToken`` subclass for a token that is not valid (revoked
+        included); ``BusUnavailable`` or ``StoreUnavailable`` when revocation cannot be
+        checked right now (fail closed; the web layer answers 503)."""
+        if looks_opaque(token):
+            info = await self.opaque.lookup(token)
+            if info is None:
+                raise InvalidToken()
+            return Identity(
+                user_id=info.user_id, method="opaque", expires_at=info.expires_at,
+                sid=info.sid, scope=info.scope, claims=info.claims(),
+            )
+        if not isinstance(token, str):
+            raise MalformedToken("a bearer token is a string")
+        claims = self.tokens.verify(token)
+        if self.revocation.local:
+            self.revocation.check_local(claims)
+        else:
+            await self.revocation.check(claims)
+        scope = claims.get("scope")
+        return Identity(
+            user_id=claims["sub"], method="jwt", expires_at=float(claims["exp"]),
+            sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            scope=tuple(scope.split()) if isinstance(scope, str) else (), claims=claims,
+        )
+
+    async def introspect(self, token: object, hint: object = None) -> dict[str, Any]:
+        """RFC 7662: the claims of a valid token, else exactly ``{"active": False}``."""
+        return await introspection.introspect(self, token, hint)
+
+    async def revoke_token(self, token: object, hint: object = None) -> None:
+        """RFC 7009: revoke any token this service issued; silent for unknown ones."""
+        await introspection.revoke(self, token, hint)
+
+    async def revoke_user(
+        self, user_id: str, *, reason: str = "admin", except_session_id: str | None = None
+    ) -> int:
+        """Log the user out everywhere: sessions, refresh families, opaque tokens, and
+        (token versions) every access token issued so far. How many sessions ended.
+        ``except_session_id`` keeps the caller's own session (a password change)."""
+        ended = await self.sessions.revoke_all(user_id, except_id=except_session_id, reason=reason)
+        await self.refresh.revoke_user(user_id)
+        await self.opaque.revoke_user(user_id)
+        if self.settings.revocation_token_version:
+            version = await self.revocation.bump_version(user_id)
+            await self.audit.record(
+                "user_version_bumped", user_id=user_id,
+                detail={"reason": reason, "ver": version},
+            )
+        return len(ended)
+
+    async def rotate_keys(self) -> keystore.RotationResult:
+        """Rotate the signing key and tell every verifier to reload the key set."""
+        result = await keystore.rotate(self.store, self.keys, clock=self.clock, audit=self.audit)
+        await self.revocation.announce_key_retired(result.signer.kid)
+        return result
+
+    async def _version(self, user_id: str) -> int | None:
+        if not self.settings.revocation_token_version:
+            return None
+        return await self.revocation.version(user_id)
+
+    async def _mint(self, grant: Grant) -> tuple[str, float]:
+        extra = {"client_id": grant.client_id} if grant.client_id else None
+        token, claims = self.tokens.issue(
+            grant.user_id, sid=grant.sid, scope=grant.scope or None,
+            ver=await self._version(grant.user_id), extra=extra,
+        )
+        return token, float(claims["exp"])
+
+    async def end_session_by_sid(self, user_id: str, sid: str, *, reason: str) -> None:
+        """End the session ``sid`` of ``user_id`` (a stolen or revoked refresh token),
+        and tombstone the ``sid`` even when the session has already expired."""
+        for session in await self.sessions.for_user(user_id):
+            if session.sid == sid:
+                await self.sessions.revoke_handle(user_id, session.handle, reason=reason)
+                return
+        if self.settings.revocation_session_bound:
+            await self.revocation.revoke_sid(sid)
+
+    async def _refresh_reused(self, grant: Grant) -> None:
+        await self.end_session_by_sid(grant.user_id, grant.sid, reason="refresh_reuse")
+
+    def _revoked(self, event: Mapping[str, Any]) -> None:
+        """A revocation arrived (here or over the bus): drop cached verifications, and
+        reload the key set when a key changed."""
+        kind, cache = event.get("t"), self.tokens.cache
+        if kind == "key":
+            task = asyncio.get_running_loop().create_task(keystore.sync(self.store, self.keys))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        elif cache is None:
+            return
+        elif kind == "jti":
+            cache.forget(str(event.get("jti")))
+        elif kind == "sid":
+            cache.invalidate(lambda claims: claims.get("sid") == event.get("sid"))
+        elif kind == "ver":
+            cache.invalidate(lambda claims: claims.get("sub") == event.get("sub"))
+
     async def _session_ended(self, session: Session, reason: str) -> None:
-        """Every way a session ends passes here: audit it (and, with the hybrid's
-        policies, revoke the tokens bound to it)."""
+        """Every way a session ends passes here: audit it, revoke its refresh families
+        and opaque tokens, and tombstone its ``sid`` so bound access tokens die too."""
         await self.audit.record(
             "session_revoked", user_id=session.user_id, session=session.handle,
             detail={"reason": reason},
         )
+        await self.refresh.revoke_session(session.user_id, session.sid)
+        await self.opaque.revoke_session(session.user_id, session.sid)
+        if self.settings.revocation_session_bound:
+            await self.revocation.revoke_sid(session.sid)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> AuthState:
         """Open the store named by ``settings.store`` and everything that rests on it."""
         clock = clock or SystemClock()
         store = await open_store(settings.store, clock=clock, namespace=settings.namespace)
-        return cls(settings, store, clock=clock)
+        state = cls(settings, store, clock=clock)
+        try:
+            await state.start()
+        except BaseException:
+            await state.close()
+            raise
+        return state
+
+    async def start(self) -> None:
+        """Load (or create) the shared key set and subscribe to the revocation bus.
+        ``open`` and ``async with`` call it; until then no token can be issued and
+        revocation checks read the store."""
+        if self._started:
+            return
+        loaded = await keystore.load_or_create(
+            self.store, clock=self.clock, algorithm=self.settings.key_algorithm,
+            max_token_ttl=self.settings.access_token_ttl, leeway=self.settings.leeway,
+            audit=self.audit,
+        )
+        self.keys.replace_keys(loaded.all())
+        await self.revocation.start()
+        self._started = True
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self.revocation.close()
+        self._started = False
         await self.store.close()
 
     async def __aenter__(self) -> AuthState:
+        await self.start()
         return self
 
     async def __aexit__(

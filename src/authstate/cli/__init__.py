@@ -17,9 +17,22 @@ def main() -> None:
 
 
 def _register() -> None:
-    from authstate.cli import sessions
+    from authstate.cli import audit, bench, cleanup, sessions
+    from authstate.cli import clients as clients_cli
+    from authstate.cli import inspect as inspect_cli
+    from authstate.cli import keys as keys_cli
+    from authstate.cli import serve as serve_cli
+    from authstate.cli import users as users_cli
 
+    app.command("serve")(serve_cli.serve_command)
+    app.add_typer(users_cli.app, name="users")
+    app.add_typer(clients_cli.app, name="clients")
     app.add_typer(sessions.app, name="sessions")
+    app.command("audit")(audit.audit_command)
+    app.command("cleanup")(cleanup.cleanup_command)
+    app.command("bench")(bench.bench_command)
+    app.add_typer(keys_cli.app, name="keys")
+    app.command("inspect")(inspect_cli.inspect_command)
 
 
 _register()

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from authstate.audit import bind_origin
 from authstate.config import Settings
 from authstate.errors import AuthstateError
 from authstate.state import AuthState
@@ -49,6 +50,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 async def _wrap(coro: Awaitable[T]) -> T:
+    bind_origin(actor="cli")  # audit events name the command line; gone with this task
     return await coro
 
 

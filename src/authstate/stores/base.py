@@ -109,7 +109,7 @@ class Store(Protocol):
 
     async def incr(self, kind: str, key: str, *, expires_at: float | None = None) -> int:
         """Atomically add one to a counter and return it; ``expires_at`` is set only when
-        the counter is created (a fixed window)."""
+        the counter is created (a fixed window). ``get`` reads it as ``{"n": count}``."""
 
     async def spend(
         self,

@@ -1,0 +1,177 @@
+"""``authstate keys``: create, rotate, list and publish the shared signing keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from authstate import keys as keystore
+from authstate.audit import AuditLog
+from authstate.cli.runner import EXIT_USAGE, JsonOption, StoreOption, console, fail, run
+from authstate.clock import SystemClock
+from authstate.config import Settings
+from authstate.keys import ALGORITHMS, SigningKey
+from authstate.state import AuthState
+from authstate.stores import Store, open_store
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Signing keys: generate, rotate, list, export the JWKS.",
+                  no_args_is_help=True)
+
+AlgOption = typer.Option(
+    None, "--alg", help=f"Algorithm: {', '.join(ALGORITHMS)} (default: the configured one)."
+)
+
+KeyOutOption = typer.Option(
+    None, "--out", help="Write a standalone private key to this file (mode 0600) instead of "
+    "creating the store's key set."
+)
+JwksOutOption = typer.Option(None, "--out", help="Write to this file, not stdout.")
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _row(key: SigningKey) -> dict[str, Any]:
+    return {
+        "kid": key.kid,
+        "alg": key.alg,
+        "status": key.status,
+        "created_at": _iso(key.created_at),
+        "not_after": _iso(key.not_after),
+        "retire_at": _iso(key.retire_at),
+    }
+
+
+def _check_alg(alg: str | None) -> None:
+    if alg is not None and alg not in ALGORITHMS:
+        raise fail(f"unknown algorithm {alg!r}; one of {', '.join(ALGORITHMS)}", EXIT_USAGE)
+
+
+async def _with_store(store: str | None, action: Callable[[Settings, Store], Awaitable[T]]) -> T:
+    settings = Settings.load(store=store)
+    opened = await open_store(settings.store, clock=SystemClock(), namespace=settings.namespace)
+    try:
+        return await action(settings, opened)
+    finally:
+        await opened.close()
+
+
+@app.command("generate")
+def generate(
+    alg: str | None = AlgOption,
+    out: Path | None = KeyOutOption,
+    pem: bool = typer.Option(False, "--pem", help="With --out: PEM instead of JWK."),
+    store: str | None = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create the store's first signing key (or a key file with --out)."""
+    _check_alg(alg)
+    if out is not None:
+        key = SigningKey.generate(alg or keystore.DEFAULT_ALGORITHM,
+                                  now=SystemClock().now())
+        if pem and key.symmetric:
+            raise fail("an HMAC secret has no PEM form; omit --pem", EXIT_USAGE)
+        data = key.private_pem() if pem else (json.dumps(key.private_jwk(), indent=2) + "\n"
+                                              ).encode()
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise fail(f"{out} exists; not overwriting a key file", EXIT_USAGE) from None
+        except OSError as error:
+            raise fail(f"cannot write {out}: {error.strerror}", EXIT_USAGE) from None
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        _print([key], as_json, f"wrote {key.alg} key {key.kid} to {out}")
+        return
+
+    async def action(settings: Settings, opened: Store) -> list[SigningKey]:
+        keyset = await keystore.load_or_create(
+            opened, clock=SystemClock(), algorithm=alg or settings.key_algorithm,
+            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
+            audit=AuditLog(opened, SystemClock()),
+        )
+        return keyset.all()
+
+    keys = run(_with_store(store, action))
+    _print(keys, as_json, "signing keys")
+
+
+@app.command("rotate")
+def rotate(
+    alg: str | None = AlgOption,
+    store: str | None = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Make a new key the signer; the old one verifies until its tokens have expired."""
+    _check_alg(alg)
+
+    async def action() -> list[SigningKey]:
+        state = await AuthState.open(Settings.load(store=store))
+        try:
+            result = await keystore.rotate(
+                state.store, state.keys, clock=state.clock, algorithm=alg, audit=state.audit
+            )
+            await state.revocation.announce_key_retired(result.signer.kid)
+            return state.keys.all()
+        finally:
+            await state.close()
+
+    _print(run(action()), as_json, "signing keys after rotation")
+
+
+@app.command("list")
+def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
+    """List the keys: signer, verify-only and recently retired."""
+
+    async def action(settings: Settings, opened: Store) -> list[SigningKey]:
+        keyset = await keystore.load(
+            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway
+        )
+        return keyset.all()
+
+    _print(run(_with_store(store, action)), as_json, "signing keys")
+
+
+@app.command("export-jwks")
+def export_jwks(
+    store: str | None = StoreOption,
+    out: Path | None = JwksOutOption,
+) -> None:
+    """Print the public JWK Set (no private member ever) for other services."""
+
+    async def action(settings: Settings, opened: Store) -> dict[str, Any]:
+        return (await keystore.load(opened)).public_jwks()
+
+    document = json.dumps(run(_with_store(store, action)), indent=2) + "\n"
+    if out is None:
+        typer.echo(document, nl=False)
+        return
+    try:
+        out.write_text(document)
+    except OSError as error:
+        raise fail(f"cannot write {out}: {error.strerror}", EXIT_USAGE) from None
+
+
+def _print(keys: list[SigningKey], as_json: bool, title: str) -> None:
+    rows = [_row(k) for k in keys]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=title)
+    for column in ("kid", "alg", "status", "created_at", "not_after", "retire_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)

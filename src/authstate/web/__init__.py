@@ -1,0 +1,1 @@
+"""The web layer: the ASGI middleware for other apps, and the service (``create_app``)."""

@@ -1,0 +1,81 @@
+"""The FastAPI service that ``authstate serve`` runs.
+
+``create_app(state)`` serves an ``AuthState`` the caller opened (and will close), which is
+what tests do; ``create_app(settings=...)`` opens one from settings when the server starts
+and closes it when it stops, which is what ``serve`` does. Either way the routes reach it
+as ``request.app.state.authstate``, and nothing in ``web`` touches a store directly.
+
+Routers: ``auth``, ``oauth``, ``admin``, ``wellknown``, ``health`` (this service's API),
+``pages`` (the HTML pages) and ``ops`` (``/metrics``, ``/admin/audit``), each a module
+exposing ``router``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+import authstate
+from authstate.cleanup import Sweeper
+from authstate.config import Settings
+from authstate.state import AuthState
+from authstate.web import problems
+from authstate.web.auditing import AuditOrigin
+from authstate.web.bodies import BodyLimit
+from authstate.web.pages import router as pages_router
+from authstate.web.routes import admin, auth, health, oauth, ops, wellknown
+from authstate.web.schemas import problems as problems_doc
+
+logger = logging.getLogger("authstate.web")
+
+DESCRIPTION = (
+    "Sessions, JWTs and the hybrid. Errors are RFC 9457 problem details, except on "
+    "`/oauth/*` (RFC 6749 §5.2 error objects). State-changing requests authenticated by "
+    "the session cookie need the `X-CSRF-Token` header."
+)
+
+
+def create_app(state: AuthState | None = None, *, settings: Settings | None = None) -> FastAPI:
+    if (state is None) == (settings is None):
+        raise TypeError("create_app takes exactly one of state or settings")
+    config = state.settings if state is not None else settings
+    assert config is not None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if state is not None:
+            app.state.authstate = state
+            yield {}
+            return
+        opened = await AuthState.open(config)
+        app.state.authstate = opened
+        sweeper = Sweeper.for_state(opened)  # expired state and old audit events
+        sweeper.start()
+        try:
+            yield {}
+        finally:
+            await sweeper.stop()
+            await opened.close()
+
+    app = FastAPI(
+        title="authstate",
+        version=getattr(authstate, "__version__", "0.1.0"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=problems_doc(413),
+    )
+    if state is not None:
+        app.state.authstate = state
+    problems.install(app)
+    for router in (
+        auth.router, oauth.router, admin.router, wellknown.router, health.router,
+        ops.router, pages_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(AuditOrigin)
+    return app

@@ -1,0 +1,107 @@
+"""Who is calling the service's own API: the FastAPI dependencies its routes share.
+
+A request with an ``Authorization: Bearer`` header is judged by that token alone (a bad
+token is a 401, never a fallback to the cookie); otherwise by the session cookie, and an
+unsafe method authenticated by the cookie must pass the CSRF check (``web/csrf.py``).
+Missing, unknown, expired, revoked and malformed credentials all end in the same 401; a
+store or bus that cannot answer fails closed too (401 for a cookie, whose lookup cannot
+tell; 503 for a bearer token whose revocation cannot be checked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from authstate.audit import bind_origin
+from authstate.errors import InvalidToken
+from authstate.identity import Identity
+from authstate.state import AuthState
+from authstate.users import User
+from authstate.web import csrf
+from authstate.web.cookies import read_session_id
+from authstate.web.problems import unauthenticated
+
+BEARER_MAX = 8192
+
+
+def get_state(request: Request) -> AuthState:
+    state: AuthState = request.app.state.authstate
+    return state
+
+
+StateDep = Annotated[AuthState, Depends(get_state)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller. ``session_id`` (the cookie's secret value) is set only
+    when the cookie authenticated the request; ``token`` only for a bearer token."""
+
+    identity: Identity
+    user: User
+    session_id: str | None = None
+    token: str | None = None
+
+    @property
+    def via_cookie(self) -> bool:
+        return self.session_id is not None
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; "" when the header is a
+    malformed bearer; None when there is no bearer header at all."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token or len(token) > BEARER_MAX or " " in token:
+        return ""
+    return token
+
+
+async def authenticate(request: Request, state: AuthState) -> Caller:
+    """The caller, or a 401 ``Problem``; applies CSRF to cookie-authenticated changes."""
+    token = bearer_token(request)
+    if token is not None:
+        if not token:
+            raise unauthenticated(token_presented=True)
+        try:
+            identity = await state.authenticate_bearer(token)
+        except InvalidToken:
+            raise unauthenticated(token_presented=True) from None
+        user = await _user(state, identity, token_presented=True)
+        return Caller(identity, user, token=token)
+    session_id = read_session_id(request, state.settings)
+    if session_id is None:
+        raise unauthenticated()
+    session_identity = await state.authenticate_session(session_id)
+    if session_identity is None or session_identity.session is None:
+        raise unauthenticated()
+    csrf.check(request, session_identity.session, state.settings.issuer, method=request.method)
+    user = await _user(state, session_identity, token_presented=False)
+    return Caller(session_identity, user, session_id=session_id)
+
+
+async def _user(state: AuthState, identity: Identity, *, token_presented: bool) -> User:
+    user = await state.users.get(identity.user_id)
+    if user is None:
+        raise unauthenticated(token_presented=token_presented)
+    bind_origin(actor=f"user:{user.id}")  # the request's audit events name the caller
+    return user
+
+
+async def require_caller(request: Request, state: StateDep) -> Caller:
+    return await authenticate(request, state)
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]

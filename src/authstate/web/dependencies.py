@@ -1,0 +1,79 @@
+"""FastAPI dependencies over ``AuthMiddleware``: the route says what it needs, the
+middleware has already said who is calling.
+
+``CurrentIdentity`` (or ``Depends(require_identity)``) answers 401 with a
+``WWW-Authenticate`` challenge (RFC 6750 §3) when nobody is, 403 when a cookie-
+authenticated change failed the CSRF check, and 503 when the store or an upstream did not
+answer; ``require_scopes("orders:read")`` adds RFC 6750's ``insufficient_scope`` 403.
+``optional_identity`` is for routes that serve everyone but greet the logged-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
+
+from authstate.identity import Identity
+from authstate.web.middleware import AuthInfo
+
+REALM = "authstate"
+
+
+def _auth(connection: HTTPConnection) -> AuthInfo:
+    info = connection.scope.get("auth")
+    if not isinstance(info, AuthInfo):
+        raise RuntimeError("require_identity needs authstate's AuthMiddleware on the app")
+    return info
+
+
+def _challenge(error: str | None = None, scopes: tuple[str, ...] = ()) -> str:
+    parts = [f'Bearer realm="{REALM}"']
+    if error is not None:
+        parts.append(f'error="{error}"')
+    if scopes:
+        parts.append(f'scope="{" ".join(scopes)}"')
+    return ", ".join(parts)
+
+
+async def optional_identity(connection: HTTPConnection) -> Identity | None:
+    """The caller's identity, or None for the anonymous."""
+    return _auth(connection).identity
+
+
+async def require_identity(connection: HTTPConnection) -> Identity:
+    """The caller's identity, or the HTTP answer that says why there is none."""
+    info = _auth(connection)
+    if info.identity is not None:
+        return info.identity
+    if info.error == "csrf_failed":
+        raise HTTPException(403, "the CSRF check failed")
+    if info.error == "unavailable":
+        raise HTTPException(503, "authentication is unavailable", headers={"Retry-After": "5"})
+    error = "invalid_token" if info.error == "invalid_token" and info.bearer else None
+    raise HTTPException(
+        401, "authentication required", headers={"WWW-Authenticate": _challenge(error)}
+    )
+
+
+def require_scopes(*scopes: str) -> Callable[[HTTPConnection], Awaitable[Identity]]:
+    """A dependency that also needs every one of ``scopes`` on the caller's token."""
+    needed = tuple(scopes)
+
+    async def dependency(connection: HTTPConnection) -> Identity:
+        identity = await require_identity(connection)
+        if not set(needed) <= set(identity.scope):
+            raise HTTPException(
+                403,
+                "insufficient scope",
+                headers={"WWW-Authenticate": _challenge("insufficient_scope", needed)},
+            )
+        return identity
+
+    return dependency
+
+
+CurrentIdentity = Annotated[Identity, Depends(require_identity)]
+MaybeIdentity = Annotated[Identity | None, Depends(optional_identity)]

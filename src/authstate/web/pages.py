@@ -1,0 +1,443 @@
+"""The service's few HTML pages: log in, see and end your sessions, inspect a token.
+
+Server-rendered with Jinja2 and plain HTML forms, so they work with JavaScript off and
+need no front-end build. Every form carries a CSRF token: the session's own (the same one
+``/auth/login`` returns, checked by ``web/csrf.py``) once logged in, and before that a
+double-submit token in a short-lived cookie for the login form itself (login CSRF: an
+attacker's form must not log the victim into the attacker's account). Every answer to a
+POST is a 303 to a page (post/redirect/get) or the form again with what went wrong.
+
+Pages are for browsers: they read only the session cookie (never a bearer token), and a
+request without a live session, revoked from another device for instance, lands on the
+login page at its next navigation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from authstate.errors import (
+    AuthenticationFailed,
+    BusUnavailable,
+    InvalidInput,
+    InvalidToken,
+    StoreUnavailable,
+    Throttled,
+)
+from authstate.opaque import looks_like as looks_opaque
+from authstate.sessions import Session
+from authstate.state import AuthState
+from authstate.users import User
+from authstate.web import csrf
+from authstate.web.caller import client_ip, get_state
+from authstate.web.cookies import (
+    HOST_PREFIX,
+    clear_session_cookie,
+    read_session_id,
+    set_session_cookie,
+)
+from authstate.web.login import login
+from authstate.web.problems import Problem
+
+LOGIN_CSRF_COOKIE = "authstate_login_csrf"
+LOGIN_CSRF_MAX_AGE = 3600
+FORM_FIELD_MAX = 4096
+TOKEN_FIELD_MAX = 16384
+DEFAULT_NEXT = "/account"
+LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """A logged-in browser: its session (with the CSRF token) and its user."""
+
+    session_id: str = field(repr=False)
+    session: Session
+    user: User
+
+    @property
+    def csrf_token(self) -> str:
+        return csrf.csrf_token_for(self.session) or ""
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=HEADERS
+    )
+    assert isinstance(response, HTMLResponse)
+    return response
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=HEADERS)
+
+
+def _safe_next(value: object) -> str:
+    """A local path to go to after login; anything else (another host, ``//host``,
+    a scheme) becomes the account page, so the login form is no open redirect."""
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or len(value) > 512
+        or any(ord(c) < 0x21 for c in value)
+    ):
+        return DEFAULT_NEXT
+    return value
+
+
+def _login_redirect(request: Request, state: AuthState) -> RedirectResponse:
+    """To the login page, and back here after; a dead session cookie is cleared and
+    the login page says the session ended (revoked elsewhere, or expired)."""
+    target = request.url.path if request.method == "GET" else DEFAULT_NEXT
+    stale = read_session_id(request, state.settings) is not None
+    response = _see_other(
+        "/login?next=" + quote(target, safe="/") + ("&ended=1" if stale else "")
+    )
+    if stale:
+        clear_session_cookie(response, state.settings)
+    return response
+
+
+async def _visitor(request: Request, state: AuthState) -> Visitor | None:
+    session_id = read_session_id(request, state.settings)
+    if session_id is None:
+        return None
+    identity = await state.authenticate_session(session_id)
+    if identity is None or identity.session is None:
+        return None
+    try:
+        user = await state.users.get(identity.user_id)
+    except StoreUnavailable:
+        return None
+    return Visitor(session_id, identity.session, user) if user is not None else None
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The form's text fields, each cut to a sane length (a file part is ignored)."""
+    form = await request.form(max_files=0, max_fields=20)
+    limits = {"token": TOKEN_FIELD_MAX}
+    return {
+        key: value[: limits.get(key, FORM_FIELD_MAX)]
+        for key, value in form.items()
+        if isinstance(value, str)
+    }
+
+
+def _check_form_csrf(request: Request, visitor: Visitor, state: AuthState, form: dict[str, str]
+                     ) -> Response | None:
+    """None when the form may change state; otherwise the answer to give instead."""
+    try:
+        csrf.check(
+            request, visitor.session, state.settings.issuer,
+            method=request.method, submitted=form.get(csrf.FORM_FIELD, ""),
+        )
+    except Problem:
+        return _render(
+            request, "error.html",
+            {"title": "Form expired", "message":
+             "This form is no longer valid. Go back, reload the page and try again.",
+             "visitor": visitor, "csrf_token": visitor.csrf_token},
+            status_code=403,
+        )
+    return None
+
+
+def _login_csrf_cookie(state: AuthState) -> str:
+    return LOGIN_CSRF_COOKIE if state.settings.dev else HOST_PREFIX + LOGIN_CSRF_COOKIE
+
+
+def _login_page(
+    request: Request, state: AuthState, *, next_url: str, email: str = "",
+    error: str | None = None, status_code: int = 200, retry_after: int | None = None,
+    ended: bool = False, fresh: bool = False,
+) -> HTMLResponse:
+    """The login form. Its token is the one already in the browser's login cookie (so
+    two open login tabs both work) unless ``fresh`` or there is none."""
+    held = request.cookies.get(_login_csrf_cookie(state), "")
+    token = held if not fresh and LOGIN_TOKEN.fullmatch(held) else csrf.new_token()
+    response = _render(
+        request, "login.html",
+        {"csrf_token": token, "next": next_url, "email": email, "error": error,
+         "visitor": None, "ended": ended},
+        status_code=status_code,
+    )
+    response.set_cookie(
+        _login_csrf_cookie(state), token, max_age=LOGIN_CSRF_MAX_AGE, path="/",
+        secure=not state.settings.dev, httponly=True, samesite="strict",
+    )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    return _see_other("/account" if visitor is not None else "/login")
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    state = get_state(request)
+    next_url = _safe_next(request.query_params.get("next"))
+    if await _visitor(request, state) is not None:
+        return _see_other(next_url)
+    return _login_page(request, state, next_url=next_url,
+                       ended=request.query_params.get("ended") == "1")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request) -> Response:
+    state = get_state(request)
+    form = await _form(request)
+    next_url = _safe_next(form.get("next"))
+    email = form.get("email", "")[:320]
+    expected = request.cookies.get(_login_csrf_cookie(state), "")
+    given = form.get(csrf.FORM_FIELD, "")
+    same_origin = csrf.same_origin(
+        origin=_raw(request, "origin"),
+        sec_fetch_site=_raw(request, "sec-fetch-site"),
+        host=_raw(request, "host"),
+        allowed=_issuer_origin(state),
+    )
+    if not (expected and given and same_origin
+            and secrets.compare_digest(expected.encode(), given.encode("utf-8", "replace"))):
+        return _login_page(
+            request, state, next_url=next_url, email=email, status_code=403,
+            error="This form expired. Please try again.", fresh=True,
+        )
+    try:
+        result = await login(
+            state, email, form.get("password", ""),
+            ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+            previous_session_id=read_session_id(request, state.settings),
+        )
+    except (AuthenticationFailed, InvalidInput):
+        return _login_page(request, state, next_url=next_url, email=email, status_code=401,
+                           error="Wrong email or password.")
+    except Throttled as error:
+        return _login_page(
+            request, state, next_url=next_url, email=email, status_code=429,
+            retry_after=error.retry_after,
+            error="Too many failed attempts. Please wait a few minutes and try again.",
+        )
+    except StoreUnavailable:
+        return _login_page(request, state, next_url=next_url, email=email, status_code=503,
+                           error="The service is unavailable. Please try again shortly.")
+    response = _see_other(next_url)
+    set_session_cookie(
+        response, result.session_id, state.settings,
+        max_age=int(state.settings.session_absolute_timeout),
+    )
+    response.delete_cookie(_login_csrf_cookie(state), path="/", secure=not state.settings.dev,
+                           httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/logout", response_class=HTMLResponse)
+async def logout(request: Request) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    form = await _form(request)
+    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
+        return refused
+    await state.sessions.revoke(visitor.session_id, reason="logout")
+    response = _see_other("/login")
+    clear_session_cookie(response, state.settings)
+    return response
+
+
+@router.get("/account", response_class=HTMLResponse)
+async def account(request: Request) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    sessions = await state.sessions.for_user(visitor.user.id)
+    notice = None
+    if (revoked := request.query_params.get("revoked", "")).isdigit():
+        count = int(revoked)
+        notice = f"Logged out {count} other session{'s' if count != 1 else ''}."
+    elif request.query_params.get("ended") == "1":
+        notice = "Session ended."
+    return _render(
+        request, "account.html",
+        {"visitor": visitor, "csrf_token": visitor.csrf_token, "notice": notice,
+         "devices": [_device(s, current=s.handle == visitor.session.handle)
+                     for s in sorted(sessions, key=lambda s: s.handle != visitor.session.handle)]},
+    )
+
+
+@router.post("/account/sessions/{handle}/revoke", response_class=HTMLResponse)
+async def revoke_device(request: Request, handle: str) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    form = await _form(request)
+    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
+        return refused
+    ended = await state.sessions.revoke_handle(visitor.user.id, handle, reason="user")
+    if ended is not None and ended.handle == visitor.session.handle:
+        response = _see_other("/login")
+        clear_session_cookie(response, state.settings)
+        return response
+    if ended is None:
+        return _render(
+            request, "error.html",
+            {"title": "No such session", "visitor": visitor, "csrf_token": visitor.csrf_token,
+             "message": "That session has already ended or is not yours."},
+            status_code=404,
+        )
+    return _see_other("/account?ended=1")
+
+
+@router.post("/account/revoke-others", response_class=HTMLResponse)
+async def revoke_others(request: Request) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    form = await _form(request)
+    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
+        return refused
+    ended = await state.sessions.revoke_all(
+        visitor.user.id, except_id=visitor.session_id, reason="revoke_others"
+    )
+    return _see_other(f"/account?revoked={len(ended)}")
+
+
+@router.get("/inspect", response_class=HTMLResponse)
+async def inspect_form(request: Request) -> Response:
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    return _render(request, "inspect.html",
+                   {"visitor": visitor, "csrf_token": visitor.csrf_token, "token": "",
+                    "report": None})
+
+
+@router.post("/inspect", response_class=HTMLResponse)
+async def inspect_submit(request: Request) -> Response:
+    """What ``authstate inspect`` says about a token (its ``report``, checked against
+    this service's keys), plus whether this service accepts the token right now.
+    Logged-in users only: an open page answering "valid or not" would be the token
+    oracle RFC 7662 §4 puts behind client authentication."""
+    state = get_state(request)
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    form = await _form(request)
+    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
+        return refused
+    pasted = form.get("token", "").strip()
+    if pasted[:7].lower() == "bearer ":
+        pasted = pasted[7:]
+    token = "".join(pasted.split())
+    context: dict[str, Any] = {"visitor": visitor, "csrf_token": visitor.csrf_token,
+                               "token": token, "report": None}
+    if token:
+        context["report"] = await _inspect(state, token)
+    return _render(request, "inspect.html", context)
+
+
+async def _inspect(state: AuthState, token: str) -> dict[str, Any]:
+    from authstate.cli.inspect import Malformed, decode, report
+
+    try:
+        accepted = (await state.authenticate_bearer(token)).method
+    except (InvalidToken, StoreUnavailable, BusUnavailable):
+        accepted = None
+    if looks_opaque(token):
+        return {"kind": "opaque", "accepted": accepted}
+    try:
+        decode(token)
+        result = report(token, keys=state.keys, secret=None, now=state.clock.now(),
+                        wordlist=[])
+    except Malformed as error:
+        return {"kind": "malformed", "accepted": accepted, "message": str(error)}
+    return {
+        "kind": "jwt",
+        "accepted": accepted,
+        **result,
+        "header_json": json.dumps(result["header"], indent=2, ensure_ascii=False),
+        "claims_json": json.dumps(result["claims"], indent=2, ensure_ascii=False),
+    }
+
+
+def _raw(request: Request, name: str) -> bytes | None:
+    value = request.headers.get(name)
+    return value.encode("latin-1") if value is not None else None
+
+
+def _issuer_origin(state: AuthState) -> list[bytes]:
+    origin = csrf.origin_of(state.settings.issuer)
+    return [origin.encode("latin-1")] if origin else []
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _device(session: Session, *, current: bool) -> dict[str, Any]:
+    return {
+        "handle": session.handle,
+        "created": _when(session.created_at),
+        "last_seen": _when(session.last_seen),
+        "ip": session.ip or "unknown",
+        "user_agent": _browser(session.user_agent),
+        "user_agent_full": session.user_agent or "",
+        "current": current,
+    }
+
+
+def _browser(user_agent: str | None) -> str:
+    """A short, human name for a user agent string (the full one goes in a tooltip)."""
+    if not user_agent:
+        return "Unknown device"
+    ua = user_agent
+    for marker, name in (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+                         ("Safari/", "Safari"), ("curl/", "curl")):
+        if marker in ua:
+            browser = name
+            break
+    else:
+        return ua[:60]
+    for marker, system in (("Windows", "Windows"), ("Android", "Android"),
+                           ("iPhone", "iPhone"), ("Mac OS X", "macOS"), ("Linux", "Linux")):
+        if marker in ua:
+            return f"{browser} on {system}"
+    return browser

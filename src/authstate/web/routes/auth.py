@@ -1,0 +1,201 @@
+"""``/auth/*``: logging in and out, who am I, my devices, my password, my access token.
+
+Every route that changes state and is authenticated by the session cookie passes the CSRF
+check in ``web/caller.py``; bearer callers need none. Login is ``web/login.py``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from authstate.errors import AuthenticationFailed
+from authstate.sessions import HANDLE_LEN
+from authstate.web import cookies, csrf
+from authstate.web.bodies import require_json
+from authstate.web.caller import CallerDep, StateDep, client_ip
+from authstate.web.login import check_credentials, login
+from authstate.web.problems import Problem
+from authstate.web.schemas import (
+    AccessTokenOut,
+    AuthOut,
+    LoginIn,
+    LoginOut,
+    MeOut,
+    PasswordIn,
+    RevokedOut,
+    SessionOut,
+    SessionsOut,
+    UserOut,
+    problems,
+    when,
+)
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+JSON_BODY = [Depends(require_json)]
+AUTHED = problems(401, 403, 503)
+
+
+def _user_agent(request: Request) -> str | None:
+    return request.headers.get("user-agent")
+
+
+@router.post(
+    "/login",
+    response_model=LoginOut,
+    dependencies=JSON_BODY,
+    responses=problems(400, 401, 403, 415, 422, 429, 503),
+    summary="Log in with email and password; sets the session cookie",
+)
+async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONResponse:
+    csrf.check_provenance(request, state.settings.issuer)
+    result = await login(
+        state,
+        body.email,
+        body.password,
+        ip=client_ip(request),
+        user_agent=_user_agent(request),
+        previous_session_id=cookies.read_session_id(request, state.settings),
+    )
+    payload = LoginOut(
+        user=UserOut.of(result.user),
+        csrf_token=result.csrf_token,
+        expires_at=when(result.session.expires_at),
+    )
+    response = JSONResponse(payload.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+    cookies.set_session_cookie(
+        response, result.session_id, state.settings,
+        max_age=int(state.settings.session_absolute_timeout),
+    )
+    return response
+
+
+@router.post(
+    "/logout", status_code=204, responses=AUTHED,
+    summary="Revoke the current session (or bearer token) and clear the cookie",
+)
+async def logout(caller: CallerDep, state: StateDep) -> Response:
+    response = Response(status_code=204)
+    if caller.session_id is not None:
+        await state.sessions.revoke(caller.session_id, reason="logout")
+        cookies.clear_session_cookie(response, state.settings)
+        return response
+    assert caller.token is not None
+    await state.revoke_token(caller.token)
+    if caller.identity.sid is not None:
+        await state.end_session_by_sid(caller.user.id, caller.identity.sid, reason="logout")
+    return response
+
+
+@router.get("/me", response_model=MeOut, responses=problems(401, 503),
+            summary="Who is calling")
+async def me(caller: CallerDep) -> MeOut:
+    session = caller.identity.session
+    return MeOut(
+        user=UserOut.of(caller.user),
+        auth=AuthOut(method=caller.identity.method, expires_at=when(caller.identity.expires_at)),
+        csrf_token=csrf.csrf_token_for(session) if caller.via_cookie and session else None,
+    )
+
+
+@router.get("/sessions", response_model=SessionsOut, responses=problems(401, 503),
+            summary="The caller's active sessions (devices)")
+async def list_sessions(caller: CallerDep, state: StateDep) -> SessionsOut:
+    sessions = await state.sessions.for_user(caller.user.id)
+    return SessionsOut(sessions=[
+        SessionOut(
+            id=s.handle,
+            created_at=when(s.created_at),
+            last_seen=when(s.last_seen),
+            expires_at=when(s.expires_at),
+            ip=s.ip,
+            user_agent=s.user_agent,
+            current=s.sid == caller.identity.sid,
+        )
+        for s in sessions
+    ])
+
+
+@router.delete("/sessions/{handle}", status_code=204, responses=problems(401, 403, 404, 503),
+               summary="Revoke one of the caller's sessions")
+async def revoke_session(handle: str, caller: CallerDep, state: StateDep) -> Response:
+    removed = None
+    if len(handle) == HANDLE_LEN and all(c in "0123456789abcdef" for c in handle):
+        removed = await state.sessions.revoke_handle(caller.user.id, handle, reason="user")
+    if removed is None:
+        raise Problem(404, "not_found", "no such session")
+    response = Response(status_code=204)
+    if removed.sid == caller.identity.sid and caller.via_cookie:
+        cookies.clear_session_cookie(response, state.settings)
+    return response
+
+
+@router.post("/sessions/revoke-others", response_model=RevokedOut, responses=AUTHED,
+             summary="Log out everywhere else")
+async def revoke_others(caller: CallerDep, state: StateDep) -> RevokedOut:
+    if caller.session_id is not None:
+        ended = await state.sessions.revoke_all(
+            caller.user.id, except_id=caller.session_id, reason="revoke_others"
+        )
+        return RevokedOut(revoked=len(ended))
+    count = 0
+    for session in await state.sessions.for_user(caller.user.id):
+        if session.sid != caller.identity.sid and await state.sessions.revoke_handle(
+            caller.user.id, session.handle, reason="revoke_others"
+        ):
+            count += 1
+    return RevokedOut(revoked=count)
+
+
+@router.post(
+    "/password", status_code=204, dependencies=JSON_BODY,
+    responses=problems(400, 401, 403, 415, 422, 429, 503),
+    summary="Change the password; ends every other session and every token",
+)
+async def change_password(
+    body: PasswordIn, request: Request, caller: CallerDep, state: StateDep
+) -> Response:
+    ip, agent = client_ip(request), _user_agent(request)
+    try:
+        await check_credentials(
+            state, caller.user.email, body.current_password, ip=ip, user_agent=agent,
+            via="password_change",
+        )
+    except AuthenticationFailed:
+        raise Problem(403, "wrong_password", "the current password is not correct") from None
+    user = await state.users.set_password(caller.user.id, body.new_password)
+    actor = f"user:{user.id}"
+    await state.revoke_user(user.id, reason="password_change",
+                            except_session_id=caller.session_id)
+    await state.audit.record("password_changed", actor=actor, user_id=user.id, ip=ip,
+                             user_agent=agent)
+    response = Response(status_code=204)
+    if caller.session_id is not None:
+        rotated = await state.sessions.rotate(caller.session_id)
+        if rotated is not None:
+            new_id, session = rotated
+            cookies.set_session_cookie(response, new_id, state.settings,
+                                       max_age=int(state.settings.session_absolute_timeout))
+            await state.audit.record(
+                "session_rotated", actor=actor, user_id=user.id, session=session.handle,
+                ip=ip, user_agent=agent, detail={"reason": "password_change"},
+            )
+    return response
+
+
+@router.post("/token", response_model=AccessTokenOut, responses=problems(400, 401, 403, 503),
+             summary="A short-lived access token for the caller's session")
+async def session_token(caller: CallerDep, state: StateDep) -> JSONResponse:
+    session = caller.identity.session
+    if not caller.via_cookie or session is None:
+        raise Problem(400, "session_required", "exchange a session cookie, not a bearer token")
+    token, claims = await state.issue_for_session(session)
+    expires_at = float(claims["exp"])
+    payload = AccessTokenOut(
+        access_token=token,
+        expires_in=max(0, int(expires_at - state.clock.now())),
+        expires_at=when(expires_at),
+    )
+    return JSONResponse(payload.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+

@@ -1,0 +1,45 @@
+"""``/.well-known/*``: the public keys (JWKS) and RFC 8414 metadata naming the endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from authstate.web.caller import StateDep
+
+router = APIRouter(prefix="/.well-known", tags=["discovery"])
+
+CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+@router.get(
+    "/jwks.json",
+    summary="The public keys that verify this service's tokens",
+    response_class=JSONResponse,
+    responses={200: {"content": {"application/jwk-set+json": {"schema": {"type": "object"}}},
+                     "description": "RFC 7517 §5 JWK Set"}},
+)
+async def jwks(state: StateDep) -> JSONResponse:
+    return JSONResponse(state.keys.public_jwks(), headers=CACHE,
+                        media_type="application/jwk-set+json")
+
+
+@router.get("/oauth-authorization-server",
+            summary="RFC 8414 authorization server metadata")
+async def metadata(state: StateDep) -> JSONResponse:
+    issuer = state.settings.issuer.rstrip("/")
+    body: dict[str, Any] = {
+        "issuer": state.settings.issuer,
+        "token_endpoint": f"{issuer}/oauth/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+    }
+    return JSONResponse(body, headers=CACHE)

@@ -1,0 +1,56 @@
+"""Settings: defaults, TOML, environment, overrides, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authstate.config import Settings
+from authstate.errors import ConfigurationError
+
+
+def test_defaults_are_the_embedded_dev_setup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AUTHSTATE_STORE", "AUTHSTATE_DEV", "AUTHSTATE_PORT", "AUTHSTATE_ISSUER"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.load()
+    assert (s.store, s.host, s.port, s.dev) == ("sqlite:///authstate.db", "127.0.0.1", 8000, True)
+    assert (s.access_token_ttl, s.refresh_grace, s.leeway) == (600, 10, 30)
+
+
+def test_precedence_file_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "authstate.toml"
+    config.write_text('port = 7000\nissuer = "https://file"\ndev = false\nleeway = 10\n')
+    monkeypatch.setenv("AUTHSTATE_ISSUER", "https://env")
+    monkeypatch.setenv("AUTHSTATE_ACCESS_TOKEN_TTL", "300")
+    s = Settings.load(config, port=None, leeway=5)
+    assert (s.port, s.issuer, s.dev, s.leeway, s.access_token_ttl) == (7000, "https://env", False, 5, 300)
+
+
+def test_long_access_tokens_need_the_override() -> None:
+    with pytest.raises(ConfigurationError, match="allow_long_access_tokens"):
+        Settings.load(access_token_ttl=7200)
+    assert Settings.load(access_token_ttl=7200, allow_long_access_tokens=True).access_token_ttl == 7200
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"leeway": 3600}, "AUTHSTATE_LEEWAY"),
+        ({"port": 0}, "AUTHSTATE_PORT"),
+        ({"bogus": 1}, "AUTHSTATE_BOGUS"),
+        ({"session_idle_timeout": 90000}, "session_idle_timeout"),
+    ],
+)
+def test_bad_settings_name_the_variable(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigurationError, match=needle):
+        Settings.load(**kwargs)
+
+
+def test_bad_toml_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 1")
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        Settings.load(bad)
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        Settings.load(tmp_path / "missing.toml")
