@@ -13,9 +13,10 @@ as actor) to the request's context with ``bind_origin``, and ``record`` fills an
 those fields the caller left out. So an event recorded deep in the core (a session ended
 by an admin's request) still says who asked and from where.
 
-Conventions for callers: ``actor`` is who did it (``"user:<id>"``, ``"admin:<id>"``,
-``"client:<id>"``, ``"system"``); ``detail`` holds small scalars such as
-``{"reason": "password_change"}`` or ``{"kid": ...}``, never a credential.
+Conventions for callers: ``actor`` is who did it (``"user:<id>"`` for the authenticated
+caller, an admin's own ID when an admin acts on someone else, ``"client:<id>"``, ``"cli"``
+for the command line, ``"system"``); ``user_id`` is whom it concerns; ``detail`` holds small
+scalars such as ``{"reason": "password_change"}`` or ``{"kid": ...}``, never a credential.
 ``query`` reads events back newest first, a page at a time; ``prune`` applies retention.
 """
 

@@ -148,8 +148,8 @@ class Metrics:
             self.revocations.labels(kind)
         for kind in TOKEN_KINDS:
             self.tokens_issued.labels(kind)
-        for method in VERIFY_METHODS:
-            self.verify_seconds.labels(method)
+        # resolved once: ``labels()`` costs a lock and a lookup on the per-request path
+        self._verify_by_method = {m: self.verify_seconds.labels(m) for m in VERIFY_METHODS}
         for what in ("records", "audit_events"):
             self.cleanup_removed.labels(what)
         self.gauge_ttl = gauge_ttl
@@ -191,7 +191,8 @@ class Metrics:
                 pass
 
     def observe_verify(self, method: str, seconds: float) -> None:
-        self.verify_seconds.labels(_label(method, VERIFY_METHODS, "jwt")).observe(seconds)
+        child = self._verify_by_method.get(method) or self._verify_by_method["jwt"]
+        child.observe(seconds)
 
     @contextmanager
     def time_verify(self, method: str) -> Iterator[None]:

@@ -375,7 +375,7 @@ async def inspect_submit(request: Request) -> Response:
 
 
 async def _inspect(state: AuthState, token: str) -> dict[str, Any]:
-    from authstate.cli.inspect import Malformed, decode, report
+    from authstate.inspection import Malformed, decode, report
 
     try:
         accepted = (await state.authenticate_bearer(token)).method
