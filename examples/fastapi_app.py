@@ -33,7 +33,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from authstate.web.dependencies import CurrentIdentity, MaybeIdentity, require_scopes
-from authstate.web.middleware import Authenticator, AuthMiddleware, BearerJWT, Introspection
+from authstate.web.middleware import AuthMiddleware, trusting
 
 
 def create_app(
@@ -45,23 +45,14 @@ def create_app(
     audience: str = "authstate",
 ) -> FastAPI:
     """The orders API, trusting the authstate service at ``auth_url``."""
-    jwt = BearerJWT.from_jwks(
-        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience
-    )
-    authenticators: list[Authenticator] = [jwt]
-    introspection = None
-    if client_id and client_secret:
-        introspection = Introspection(
-            f"{auth_url}/oauth/introspect", client_id=client_id, client_secret=client_secret
-        )
-        authenticators.append(introspection)
+    authenticators = trusting(auth_url, client_id=client_id, client_secret=client_secret,
+                              issuer=issuer, audience=audience)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await jwt.aclose()
-        if introspection is not None:
-            await introspection.aclose()
+        for authenticator in authenticators:
+            await authenticator.aclose()
 
     app = FastAPI(title="orders (an authstate example)", lifespan=lifespan)
 

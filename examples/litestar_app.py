@@ -21,12 +21,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 
 from authstate.web.middleware import (
-    Authenticator,
     AuthInfo,
     AuthMiddleware,
     AuthUser,
-    BearerJWT,
-    Introspection,
+    bearer_challenge,
+    trusting,
 )
 
 
@@ -34,10 +33,8 @@ def logged_in(connection: ASGIConnection[Any, AuthUser, AuthInfo, Any], _: BaseR
     """A guard: the caller must be authenticated; a bad credential says so (RFC 6750)."""
     if connection.user.is_authenticated:
         return
-    challenge = 'Bearer realm="authstate"'
-    if connection.auth.error == "invalid_token":
-        challenge += ', error="invalid_token"'
-    raise NotAuthorizedException(headers={"WWW-Authenticate": challenge})
+    error = "invalid_token" if connection.auth.error == "invalid_token" else None
+    raise NotAuthorizedException(headers={"WWW-Authenticate": bearer_challenge(error)})
 
 
 def scoped(*needed: str) -> Any:
@@ -74,21 +71,12 @@ def create_app(
     issuer: str | None = None,
     audience: str = "authstate",
 ) -> Litestar:
-    jwt = BearerJWT.from_jwks(
-        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience
-    )
-    authenticators: list[Authenticator] = [jwt]
-    closers = [jwt.aclose]
-    if client_id and client_secret:
-        introspection = Introspection(
-            f"{auth_url}/oauth/introspect", client_id=client_id, client_secret=client_secret
-        )
-        authenticators.append(introspection)
-        closers.append(introspection.aclose)
+    authenticators = trusting(auth_url, client_id=client_id, client_secret=client_secret,
+                              issuer=issuer, audience=audience)
     return Litestar(
         route_handlers=[greeting, me, orders],
         middleware=[DefineMiddleware(AuthMiddleware, authenticators=authenticators)],
-        on_shutdown=closers,
+        on_shutdown=[a.aclose for a in authenticators],
     )
 
 

@@ -9,10 +9,12 @@ runs never see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ import pytest
 
 from authstate.clock import FrozenClock
 from authstate.stores import Store, open_store
+from tests.support import RedisServer, free_port
 
 REDIS_URL = os.environ.get("AUTHSTATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -65,27 +68,39 @@ def clock() -> FrozenClock:
     return FrozenClock(1_800_000_000.0)
 
 
-async def make_store(backend: str, clock: FrozenClock, tmp_path: Path, namespace: str) -> Store:
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server of the test's own, for stopping, pausing and restarting."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    srv = RedisServer(free_port())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@contextlib.asynccontextmanager
+async def backend_store(backend: str, clock: FrozenClock, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on ``backend`` in a fresh namespace; what the test wrote to a shared server
+    is dropped afterwards."""
     if backend == "memory":
-        return await open_store("memory://", clock=clock)
-    if backend == "sqlite":
-        return await open_store(f"sqlite:///{tmp_path / 'authstate.db'}", clock=clock)
-    return await open_store(require_service(backend), clock=clock, namespace=namespace)
-
-
-async def drop_namespace(store: Store, backend: str, namespace: str) -> None:
-    """Remove what a test wrote to a shared server."""
-    drop = getattr(store, "drop_namespace", None)
-    if drop is not None:
-        await drop()
+        s = await open_store("memory://", clock=clock)
+    elif backend == "sqlite":
+        s = await open_store(f"sqlite:///{tmp_path / 'authstate.db'}", clock=clock)
+    else:
+        s = await open_store(require_service(backend), clock=clock, namespace=fresh_namespace())
+    try:
+        yield s
+    finally:
+        drop = getattr(s, "drop_namespace", None)
+        if drop is not None:
+            await drop()
+        await s.close()
 
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path) -> AsyncIterator[Store]:
-    namespace = fresh_namespace()
-    s = await make_store(request.param, clock, tmp_path, namespace)
-    try:
+    async with backend_store(request.param, clock, tmp_path) as s:
         yield s
-    finally:
-        await drop_namespace(s, request.param, namespace)
-        await s.close()

@@ -18,7 +18,7 @@ from authstate.bus.redis import RedisBus
 from authstate.config import Settings
 from authstate.errors import BusUnavailable, ConfigurationError, StoreUnavailable
 from tests.conftest import require_service
-from tests.stores.test_outage import RedisServer, free_port
+from tests.support import RedisServer
 
 WAIT = 5.0
 
@@ -119,9 +119,8 @@ async def test_failed_resync_is_retried(make_bus: Any) -> None:
     await listener.until(lambda: listener.events)
 
 
-async def test_redis_bus_survives_a_server_restart() -> None:
-    server = RedisServer(free_port())
-    server.start()
+async def test_redis_bus_survives_a_server_restart(redis_server: RedisServer) -> None:
+    server = redis_server
     bus = RedisBus(server.url, channel="restart:revocation")
     listener = Listener()
     try:
@@ -138,7 +137,6 @@ async def test_redis_bus_survives_a_server_restart() -> None:
         assert listener.events == [{"t": "key", "kid": "k1"}]
     finally:
         await bus.close()
-        server.stop()
 
 
 async def test_postgres_bus_survives_a_terminated_backend() -> None:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from authstate.cli import app
 from authstate.clock import FrozenClock, SystemClock
 from authstate.metrics import Metrics
 from authstate.stores import Store, open_store
-from tests.stores.test_outage import RedisServer, free_port
+from tests.support import RedisServer
 
 DAY = 86400
 KINDS = ("session", "refresh", "denylist", "throttle")
@@ -103,16 +102,6 @@ async def test_sweeper_runs_passes_in_the_background(store: Store, clock: Frozen
     passes = sweeper.passes
     await asyncio.sleep(0.05)
     assert sweeper.passes == passes, "stopped means stopped"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    srv = RedisServer(free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_sweeper_survives_a_store_outage(

@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ from typer.testing import CliRunner, Result
 from authstate.cli import app
 from authstate.stores import open_store
 from tests.conftest import fresh_namespace, require_service
+from tests.support import free_port
 
 PASSWORD = "correct horse battery staple"
 CLI = [sys.executable, "-c", "from authstate.cli import main; main()"]
 FAST = {"AUTHSTATE_PASSWORD_TIME_COST": "1", "AUTHSTATE_PASSWORD_MEMORY_KIB": "1024"}
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def environment(**extra: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +16,7 @@ from authstate.metrics import Metrics
 from authstate.sessions import SessionManager
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
-from tests.stores.test_outage import RedisServer, free_port
+from tests.support import RedisServer
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -166,16 +165,6 @@ async def test_bus_lag_is_observed_by_the_receiver(clock: FrozenClock) -> None:
     finally:
         await a.revocation.close()
         await b.revocation.close()
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    srv = RedisServer(free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_store_errors_are_counted(redis_server: RedisServer, clock: FrozenClock) -> None:

@@ -23,6 +23,7 @@ import pytest
 from authstate.config import Settings
 from authstate.errors import BusUnavailable, InvalidToken, StoreUnavailable, TokenRevoked
 from authstate.state import AuthState
+from tests.support import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 3.0
@@ -188,43 +189,38 @@ async def test_revocation_reaches_other_processes(
 
 
 async def test_verifier_losing_its_redis_bus(
-    spawn: Spawner, issuer_for: Callable[..., Awaitable[AuthState]]
+    spawn: Spawner, issuer_for: Callable[..., Awaitable[AuthState]], redis_server: RedisServer
 ) -> None:
     from tests.conftest import require_service
-    from tests.stores.test_outage import RedisServer, free_port
 
-    server = RedisServer(free_port())
+    server = redis_server
+    config = {"store": require_service("redis"), "namespace": fresh(), "bus": server.url}
+    issuer = await issuer_for(**config)
+    lenient, strict = await asyncio.gather(
+        spawn(**config, fallback="store"), spawn(**config, fallback="reject")
+    )
+    _, session = await issuer.sessions.create("alice")
+    doomed, _ = await issuer.issue_for_session(session)
+    fine, _ = await issuer.issue_for_session(session)
+    for v in (lenient, strict):
+        assert await v.ask("mode") == "push"
+        assert await v.ask(f"check {doomed}") == "ok"
+
+    server.stop()
+    await lenient.until("mode", "store")
+    await strict.until("mode", "reject")
+    await issuer.revoke_token(doomed)  # stored; the publish is lost
+    assert await lenient.ask(f"check {doomed}") == "revoked"
+    assert await lenient.ask(f"check {fine}") == "ok"
+    assert await strict.ask(f"check {doomed}") == "unavailable"
+    assert await strict.ask(f"check {fine}") == "unavailable"
+
     server.start()
-    try:
-        config = {"store": require_service("redis"), "namespace": fresh(), "bus": server.url}
-        issuer = await issuer_for(**config)
-        lenient, strict = await asyncio.gather(
-            spawn(**config, fallback="store"), spawn(**config, fallback="reject")
-        )
-        _, session = await issuer.sessions.create("alice")
-        doomed, _ = await issuer.issue_for_session(session)
-        fine, _ = await issuer.issue_for_session(session)
-        for v in (lenient, strict):
-            assert await v.ask("mode") == "push"
-            assert await v.ask(f"check {doomed}") == "ok"
-
-        server.stop()
-        await lenient.until("mode", "store")
-        await strict.until("mode", "reject")
-        await issuer.revoke_token(doomed)  # stored; the publish is lost
-        assert await lenient.ask(f"check {doomed}") == "revoked"
-        assert await lenient.ask(f"check {fine}") == "ok"
-        assert await strict.ask(f"check {doomed}") == "unavailable"
-        assert await strict.ask(f"check {fine}") == "unavailable"
-
-        server.start()
-        for v in (lenient, strict):
-            await v.until("mode", "push", deadline=6)
-            assert await v.ask(f"check {doomed}") == "revoked"
-            assert await v.ask(f"check {fine}") == "ok"
-            assert int(await v.ask("resyncs")) >= 2
-    finally:
-        server.stop()
+    for v in (lenient, strict):
+        await v.until("mode", "push", deadline=6)
+        assert await v.ask(f"check {doomed}") == "revoked"
+        assert await v.ask(f"check {fine}") == "ok"
+        assert int(await v.ask("resyncs")) >= 2
 
 
 async def test_verifier_losing_its_postgres_listener(

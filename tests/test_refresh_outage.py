@@ -11,14 +11,14 @@ from authstate.clock import FrozenClock
 from authstate.errors import StoreUnavailable
 from authstate.refresh import KIND, Grant, RefreshTokens
 from authstate.stores import Store, open_store
-from tests.stores.test_outage import RedisServer, server  # noqa: F401  (fixture)
+from tests.support import RedisServer
 
-pytestmark = pytest.mark.usefixtures("server")
+pytestmark = pytest.mark.usefixtures("redis_server")
 
 
 @pytest.fixture
-async def outage_store(server: RedisServer, clock: FrozenClock) -> AsyncIterator[Store]:  # noqa: F811
-    s = await open_store(server.url, clock=clock, namespace="refresh")
+async def outage_store(redis_server: RedisServer, clock: FrozenClock) -> AsyncIterator[Store]:
+    s = await open_store(redis_server.url, clock=clock, namespace="refresh")
     try:
         yield s
     finally:
@@ -35,16 +35,16 @@ def refresher(store: Store, clock: FrozenClock, on_mint: list[object]) -> Refres
 
 
 async def test_outage_before_rotation_changes_nothing(
-    server: RedisServer, outage_store: Store, clock: FrozenClock  # noqa: F811
+    redis_server: RedisServer, outage_store: Store, clock: FrozenClock
 ) -> None:
     refresh = refresher(outage_store, clock, [])
     pair = await refresh.start_family("alice", "sid-1")
-    server.pause()
+    redis_server.pause()
     try:
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(refresh.rotate(pair.refresh_token), 10)
     finally:
-        server.resume()
+        redis_server.resume()
     successor = await refresh.rotate(pair.refresh_token)
     assert successor.refresh_token != pair.refresh_token
     live = [r for r in await outage_store.scan(KIND) if "spent_at" not in r.value]
@@ -52,20 +52,20 @@ async def test_outage_before_rotation_changes_nothing(
 
 
 async def test_outage_during_the_commit_is_recoverable(
-    server: RedisServer, outage_store: Store, clock: FrozenClock  # noqa: F811
+    redis_server: RedisServer, outage_store: Store, clock: FrozenClock
 ) -> None:
     """The server stalls just before the spend: the client sees an error, and whether or
     not the rotation committed, presenting the old token again yields one successor."""
     actions: list[object] = []
     refresh = refresher(outage_store, clock, actions)
     pair = await refresh.start_family("alice", "sid-1")
-    actions.append(server.pause)
+    actions.append(redis_server.pause)
     try:
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(refresh.rotate(pair.refresh_token), 10)
     finally:
         actions.clear()
-        server.resume()
+        redis_server.resume()
     first = await refresh.rotate(pair.refresh_token)
     again = await refresh.rotate(pair.refresh_token)
     assert again == first

@@ -43,7 +43,7 @@ from jwt.exceptions import InvalidKeyError
 
 from authstate.clock import Clock
 from authstate.errors import ConfigurationError, UnknownKey, UnusableKey, WeakKeyError
-from authstate.stores.base import JSON, Record, Store
+from authstate.stores.base import JSON, Store
 
 if TYPE_CHECKING:
     from authstate.audit import AuditLog
@@ -1160,7 +1160,3 @@ async def retire_expired(
         if audit is not None:
             await audit.record("key_retired", detail={"kid": key.kid, "alg": key.alg})
     return retired
-
-
-def record_keys(records: Iterable[Record]) -> list[SigningKey]:
-    return [from_record(r.value) for r in records]

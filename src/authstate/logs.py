@@ -72,13 +72,18 @@ def redact_value(value: Any) -> Any:
     return value
 
 
+def _iso(ts: float) -> str:
+    """Every log line's time in one format, whether the record's or an audit event's."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the audit event's
     fields when the record carries one; everything passes through ``redact``."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _iso(record.created),
             "level": record.levelname,
             "logger": record.name,
         }
@@ -86,6 +91,8 @@ class JsonFormatter(logging.Formatter):
         if isinstance(event, dict):
             entry["event"] = "audit"
             entry.update(redact_value(event))
+            if isinstance(event.get("ts"), (int, float)):
+                entry["ts"] = _iso(float(event["ts"]))
         else:
             entry["message"] = redact(record.getMessage())
         if record.exc_info:

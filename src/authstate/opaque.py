@@ -8,28 +8,18 @@ the SHA-256 of the token is stored, as for sessions and refresh tokens.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput
+from authstate.randomtoken import PrefixedToken
+from authstate.randomtoken import digest as digest  # re-exported: the stored form
 from authstate.stores.base import JSON, Record, Store
 
 KIND = "opaque"
-PREFIX = "at_"
-TOKEN_BYTES = 32  # 256 bits
-TOKEN_PATTERN = re.compile(r"^at_[A-Za-z0-9_-]{43}$")
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def looks_like(token: object) -> bool:
-    """Whether ``token`` has the form of an opaque access token."""
-    return isinstance(token, str) and TOKEN_PATTERN.match(token) is not None
+FORMAT = PrefixedToken("at_")
+looks_like = FORMAT.looks_like
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +80,7 @@ class OpaqueTokens:
         if lifetime <= 0:
             raise InvalidInput("an opaque token needs a positive lifetime")
         now = self.clock.now()
-        token = PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        token = FORMAT.mint()
         info = OpaqueToken(
             user_id=user_id, issued_at=now, expires_at=now + lifetime,
             jti=secrets.token_urlsafe(16), sid=sid, scope=tuple(scope), client_id=client_id,

@@ -23,11 +23,8 @@ token still works once the store is back unless the rotation had committed.
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
 import json
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,25 +38,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from authstate.audit import AuditLog
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidGrant, RefreshReused
+from authstate.randomtoken import PrefixedToken
+from authstate.randomtoken import digest as digest  # re-exported: the stored form
 from authstate.stores.base import JSON, Record, Store
 
 logger = logging.getLogger("authstate.refresh")
 
 KIND = "refresh"
 FAMILY = "refresh_family"
-PREFIX = "rt_"
-TOKEN_BYTES = 32  # 256 bits
-TOKEN_PATTERN = re.compile(r"^rt_[A-Za-z0-9_-]{43}$")
+FORMAT = PrefixedToken("rt_")
+looks_like = FORMAT.looks_like
 SEAL_INFO = b"authstate refresh successor v1"
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def looks_like(token: object) -> bool:
-    """Whether ``token`` has the form of a refresh token (says nothing of its validity)."""
-    return isinstance(token, str) and TOKEN_PATTERN.match(token) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +153,7 @@ class RefreshTokens:
             FAMILY, grant.family, {"sid": sid, "created_at": now},
             expires_at=family_expires, user_id=user_id,
         )
-        token = PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        token = FORMAT.mint()
         expires = min(now + self.ttl, family_expires)
         await self.store.put(
             KIND, digest(token), {**grant.to_value(), "issued_at": now},
@@ -191,7 +180,7 @@ class RefreshTokens:
         if family is None:
             raise InvalidGrant()
         now = self.clock.now()
-        successor = PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+        successor = FORMAT.mint()
         expires = now + self.ttl
         if family.expires_at is not None:
             expires = min(expires, family.expires_at)
@@ -313,6 +302,6 @@ def _open(token: str, key: str, blob: Any) -> TokenPair | None:
         raw = base64.urlsafe_b64decode(blob.encode("ascii"))
         plain = _key(token).decrypt(raw[:12], raw[12:], key.encode("ascii"))
         access, refresh, exp, refresh_exp, scope = json.loads(plain)
-    except (InvalidTag, ValueError, binascii.Error, TypeError):
+    except (InvalidTag, ValueError):  # tampered, truncated or not base64 (binascii.Error)
         return None
     return TokenPair(access, refresh, float(exp), float(refresh_exp), tuple(scope))

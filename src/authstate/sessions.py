@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, StoreUnavailable
 from authstate.outage import OutageLog
+from authstate.randomtoken import digest as digest  # re-exported: the stored form of an ID
 from authstate.stores.base import JSON, Record, Store
 
 logger = logging.getLogger("authstate.sessions")
@@ -35,11 +36,6 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 HANDLE_LEN = 16
 DATA_MAX_BYTES = 4096
 USER_AGENT_MAX = 512
-
-
-def digest(session_id: str) -> str:
-    """The stored form of a session ID."""
-    return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
 def fingerprint(secret: str) -> str:

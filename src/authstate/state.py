@@ -217,11 +217,25 @@ class AuthState:
             )
         return len(ended)
 
-    async def rotate_keys(self) -> keystore.RotationResult:
-        """Rotate the signing key and tell every verifier to reload the key set."""
-        result = await keystore.rotate(self.store, self.keys, clock=self.clock, audit=self.audit)
+    async def rotate_keys(self, *, algorithm: str | None = None) -> keystore.RotationResult:
+        """Rotate the signing key (``algorithm``: the new key's, else the signer's) and
+        tell every verifier to reload the key set."""
+        result = await keystore.rotate(
+            self.store, self.keys, clock=self.clock, algorithm=algorithm, audit=self.audit
+        )
         await self.revocation.announce_key_retired(result.signer.kid)
         return result
+
+    async def ping(self) -> str:
+        """The store's kind (its URL scheme) when it answers; ``StoreError`` when it
+        does not. For health checks, so that they need not reach into the store."""
+        await self.store.ping()
+        return self.store.url_scheme
+
+    async def refresh_gauges(self) -> None:
+        """Re-read the gauges the metrics report (a no-op with metrics off)."""
+        if self.metrics is not None:
+            await self.metrics.refresh_gauges(self.store)
 
     async def _version(self, user_id: str) -> int | None:
         if not self.settings.revocation_token_version:

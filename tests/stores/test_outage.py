@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -22,81 +18,18 @@ from authstate.errors import StoreUnavailable
 from authstate.sessions import SessionManager, digest
 from authstate.stores import open_store
 from authstate.stores.redis import RedisStore
+from tests.support import RedisServer, free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed"
 )
 
-START_TIMEOUT = 5.0
 FAST = 1.0  # a refused connection must fail well under this
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server subprocess that keeps nothing on disk."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"throwaway redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @pytest.fixture
-def server() -> Iterator[RedisServer]:
-    srv = RedisServer(free_port())
-    srv.start()
-    try:
-        yield srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            os.kill(srv.proc.pid, signal.SIGCONT)
-        srv.stop()
-
-
-@pytest.fixture
-async def outage_store(server: RedisServer, clock: FrozenClock) -> AsyncIterator[RedisStore]:
-    s = await open_store(server.url, clock=clock, namespace="outage")
+async def outage_store(redis_server: RedisServer, clock: FrozenClock) -> AsyncIterator[RedisStore]:
+    s = await open_store(redis_server.url, clock=clock, namespace="outage")
     assert isinstance(s, RedisStore)
     try:
         yield s
@@ -121,7 +54,7 @@ async def timed(coro: object) -> tuple[object, float]:
 
 
 async def test_server_death_fails_closed_logs_once_and_recovers(
-    server: RedisServer, outage_store: RedisStore, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, outage_store: RedisStore, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="authstate.sessions")
     store = outage_store
@@ -129,7 +62,7 @@ async def test_server_death_fails_closed_logs_once_and_recovers(
     sid, _ = await sessions.create("alice")
     assert await sessions.lookup(sid) is not None
 
-    server.stop()
+    redis_server.stop()
 
     for _ in range(5):
         found, took = await timed(sessions.lookup(sid))
@@ -137,7 +70,7 @@ async def test_server_death_fails_closed_logs_once_and_recovers(
         assert took < FAST
     lines = outage_lines(caplog)
     assert len(lines) == 1, lines
-    assert f"127.0.0.1:{server.port}" in lines[0]
+    assert f"127.0.0.1:{redis_server.port}" in lines[0]
     assert sid not in caplog.text
 
     attempts = [
@@ -159,9 +92,9 @@ async def test_server_death_fails_closed_logs_once_and_recovers(
         assert time.monotonic() - start < FAST
         assert info.value.code == "store_unavailable"
         assert info.value.__cause__ is None and info.value.__suppress_context__
-        assert f"redis://127.0.0.1:{server.port}/0" in str(info.value)
+        assert f"redis://127.0.0.1:{redis_server.port}/0" in str(info.value)
 
-    server.start()  # same port, empty: the server kept nothing
+    redis_server.start()  # same port, empty: the server kept nothing
 
     assert await sessions.lookup(sid) is None  # the data is gone, and that is all
     assert len(recovery_lines(caplog)) == 1
@@ -173,14 +106,14 @@ async def test_server_death_fails_closed_logs_once_and_recovers(
 
 
 async def test_restart_between_requests_goes_unnoticed(
-    server: RedisServer, outage_store: RedisStore, clock: FrozenClock,
+    redis_server: RedisServer, outage_store: RedisStore, clock: FrozenClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="authstate.sessions")
     sessions = SessionManager(outage_store, clock=clock)
     await asyncio.gather(*(sessions.create("warm") for _ in range(4)))  # several pooled
-    server.stop()
-    server.start()  # every pooled connection is now a dead socket
+    redis_server.stop()
+    redis_server.start()  # every pooled connection is now a dead socket
     sid, _ = await sessions.create("alice")
     found = await asyncio.gather(*(sessions.lookup(sid) for _ in range(4)))
     assert all(s is not None and s.user_id == "alice" for s in found)
@@ -188,7 +121,7 @@ async def test_restart_between_requests_goes_unnoticed(
 
 
 async def test_hung_server_times_out_and_no_stale_reply_leaks(
-    server: RedisServer, outage_store: RedisStore, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+    redis_server: RedisServer, outage_store: RedisStore, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="authstate.sessions")
     store = outage_store
@@ -196,7 +129,7 @@ async def test_hung_server_times_out_and_no_stale_reply_leaks(
     alice, _ = await sessions.create("alice")
     bob, _ = await sessions.create("bob")
 
-    server.pause()
+    redis_server.pause()
     try:
         # A caller giving up mid-read (a cancelled request) must not leave alice's
         # reply queued on a pooled connection either.
@@ -207,7 +140,7 @@ async def test_hung_server_times_out_and_no_stale_reply_leaks(
         assert took < 3.0
         assert len(outage_lines(caplog)) == 1
     finally:
-        server.resume()
+        redis_server.resume()
 
     # The timed-out connection must not hand alice's late reply to bob's read.
     found_bob = await sessions.lookup(bob)

@@ -11,20 +11,15 @@ from authstate.clock import FrozenClock
 from authstate.errors import InvalidInput
 from authstate.stores import Store
 from authstate.stores.sql import Statements, audit_id, audit_id_number, prefix_end
-from tests.conftest import drop_namespace, fresh_namespace, make_store
+from tests.conftest import backend_store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sql_store(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
 ) -> AsyncIterator[Store]:
-    namespace = fresh_namespace()
-    store = await make_store(request.param, clock, tmp_path, namespace)
-    try:
+    async with backend_store(request.param, clock, tmp_path) as store:
         yield store
-    finally:
-        await drop_namespace(store, request.param, namespace)
-        await store.close()
 
 
 def test_prefix_end_is_the_next_string_by_code_point() -> None:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from authstate.stores import open_store
 from authstate.stores import postgres as pg_store
 from authstate.stores.postgres import SCHEMA_VERSION, PostgresStore
 from tests.conftest import fresh_namespace, require_service
+from tests.support import free_port
 
 
 @pytest.fixture
@@ -50,12 +50,6 @@ async def admin(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tupl
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         cur = await conn.execute(query, params)  # type: ignore[arg-type]
         return await cur.fetchall() if cur.description else []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_schema_per_namespace_versioned_and_dropped(pg_url: str, clock: FrozenClock) -> None:

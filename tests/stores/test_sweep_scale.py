@@ -19,7 +19,7 @@ import pytest
 from authstate.clock import FrozenClock
 from authstate.stores import Store
 from authstate.stores.memory import MemoryStore
-from tests.conftest import drop_namespace, fresh_namespace, make_store
+from tests.conftest import backend_store
 
 LIVE = 100_000
 DEAD = 1_000
@@ -34,14 +34,9 @@ pytestmark = pytest.mark.slow
 async def big_store(
     request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
 ) -> AsyncIterator[tuple[str, Store]]:
-    namespace = fresh_namespace()
-    store = await make_store(request.param, clock, tmp_path, namespace)
-    try:
+    async with backend_store(request.param, clock, tmp_path) as store:
         await fill(request.param, store, clock)
         yield request.param, store
-    finally:
-        await drop_namespace(store, request.param, namespace)
-        await store.close()
 
 
 def rows(now: float) -> Iterator[tuple[str, str, float, str]]:

@@ -11,9 +11,13 @@ instead of silently trusting a copy that stopped receiving news.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+from authstate.outage import OutageLog
 
 JSON = dict[str, Any]
 
@@ -93,3 +97,64 @@ def supervise(task: asyncio.Task[None], listener: BusListener, ready: asyncio.Ev
             listener.bus_lost(error)
 
     task.add_done_callback(died)
+
+
+Deliver = Callable[[], Awaitable[None]]
+
+
+class Resubscribing:
+    """The listening half both network buses share, so their outage handling cannot drift:
+    subscribe, let the listener resynchronise, deliver until the connection fails, tell
+    the listener it is lost, back off, and start again.
+
+    A backend provides ``_failures`` (what counts as the connection going away) and
+    ``_subscribe``, which connects, registers the cleanups on ``stack`` and returns the
+    loop that delivers events until the connection fails.
+    """
+
+    _failures: tuple[type[BaseException], ...]
+
+    def __init__(self, what: str) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
+        self._outage = OutageLog(logger, what)
+
+    async def _subscribe(
+        self, stack: contextlib.AsyncExitStack, listener: BusListener
+    ) -> Deliver:  # pragma: no cover - each backend overrides it
+        raise NotImplementedError
+
+    async def _listen(self, listener: BusListener, *, name: str) -> None:
+        self._task = asyncio.create_task(self._run(listener), name=name)
+        supervise(self._task, listener, self._first_attempt)
+        await self._first_attempt.wait()
+
+    async def _run(self, listener: BusListener) -> None:
+        delay = 0.0
+        while True:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    deliver = await self._subscribe(stack, listener)
+                    await listener.bus_connected()
+                    self._outage.recovered()
+                    self._first_attempt.set()
+                    delay = 0.0
+                    await deliver()
+                except self._failures as error:
+                    self._outage.failed(error)
+                    listener.bus_lost(error)
+                    self._first_attempt.set()
+            delay = next_delay(delay)
+            await asyncio.sleep(delay)
+
+    async def _quietly(self, close: Callable[[], Awaitable[object]]) -> None:
+        """Release a connection that may already be broken."""
+        with contextlib.suppress(*self._failures):
+            await close()
+
+    async def _stop_listening(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import logging
 
-from authstate.bus.base import JSON, BusListener, decode, encode, next_delay, supervise
+from authstate.bus.base import JSON, BusListener, Deliver, Resubscribing, decode, encode
 from authstate.errors import AuthstateError, BusUnavailable, MissingDependencyError
-from authstate.outage import OutageLog
 
 try:
     import psycopg
@@ -33,20 +32,19 @@ PROBE_TIMEOUT = 2.0
 _FAILURES = (psycopg.Error, OSError, TimeoutError, AuthstateError)
 
 
-class PostgresBus:
+class PostgresBus(Resubscribing):
     name = "postgres"
+    _failures = _FAILURES
 
     def __init__(self, url: str, *, channel: str, application_name: str) -> None:
         if len(channel.encode()) > 63:
             raise ValueError("a PostgreSQL channel name is at most 63 bytes")
+        super().__init__("revocation bus (postgresql notify)")
         self._url = url
         self._channel = channel
         self._application_name = application_name[:63]
         self._publisher: psycopg.AsyncConnection[object] | None = None
         self._publish_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
-        self._outage = OutageLog(logger, "revocation bus (postgresql notify)")
 
     async def _connect(self, role: str) -> psycopg.AsyncConnection[object]:
         conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
@@ -62,32 +60,13 @@ class PostgresBus:
         return conn
 
     async def start(self, listener: BusListener) -> None:
-        self._task = asyncio.create_task(self._run(listener), name="authstate-pg-bus")
-        supervise(self._task, listener, self._first_attempt)
-        await self._first_attempt.wait()
+        await self._listen(listener, name="authstate-pg-bus")
 
-    async def _run(self, listener: BusListener) -> None:
-        delay = 0.0
-        while True:
-            conn: psycopg.AsyncConnection[object] | None = None
-            try:
-                conn = await self._connect("listen")
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-                await listener.bus_connected()
-                self._outage.recovered()
-                self._first_attempt.set()
-                delay = 0.0
-                await self._deliver(conn, listener)
-            except _FAILURES as error:
-                self._outage.failed(error)
-                listener.bus_lost(error)
-                self._first_attempt.set()
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(*_FAILURES):
-                        await conn.close()
-            delay = next_delay(delay)
-            await asyncio.sleep(delay)
+    async def _subscribe(self, stack: contextlib.AsyncExitStack, listener: BusListener) -> Deliver:
+        conn = await self._connect("listen")
+        stack.push_async_callback(self._quietly, conn.close)
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        return lambda: self._deliver(conn, listener)
 
     async def _deliver(
         self, conn: psycopg.AsyncConnection[object], listener: BusListener
@@ -120,15 +99,10 @@ class PostgresBus:
 
     async def _drop_publisher(self) -> None:
         if self._publisher is not None:
-            with contextlib.suppress(*_FAILURES):
-                await self._publisher.close()
+            await self._quietly(self._publisher.close)
             self._publisher = None
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop_listening()
         async with self._publish_lock:
             await self._drop_publisher()

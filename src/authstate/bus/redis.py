@@ -9,14 +9,12 @@ A PING every few idle seconds, with a deadline for the PONG, catches a half-open
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 
-from authstate.bus.base import JSON, BusListener, decode, encode, next_delay, supervise
+from authstate.bus.base import JSON, BusListener, Deliver, Resubscribing, decode, encode
 from authstate.errors import AuthstateError, BusUnavailable, MissingDependencyError
-from authstate.outage import OutageLog
 
 try:
     from redis import exceptions as redis_errors
@@ -35,16 +33,15 @@ PING_INTERVAL = 2.0  # idle seconds before a PING; the PONG must follow within a
 _FAILURES = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, AuthstateError)
 
 
-class RedisBus:
+class RedisBus(Resubscribing):
     name = "redis"
+    _failures = _FAILURES
 
     def __init__(self, url: str, *, channel: str) -> None:
+        super().__init__("revocation bus (redis pub/sub)")
         self._url = url
         self._channel = channel
         self._publisher: Redis | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._first_attempt = asyncio.Event()
-        self._outage = OutageLog(logger, "revocation bus (redis pub/sub)")
 
     def _client(self) -> Redis:
         return Redis.from_url(
@@ -62,35 +59,17 @@ class RedisBus:
             socket_connect_timeout=CONNECT_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
         )
-        self._task = asyncio.create_task(self._run(listener), name="authstate-redis-bus")
-        supervise(self._task, listener, self._first_attempt)
-        await self._first_attempt.wait()
+        await self._listen(listener, name="authstate-redis-bus")
 
-    async def _run(self, listener: BusListener) -> None:
-        delay = 0.0
-        while True:
-            client = self._client()
-            pubsub = client.pubsub()
-            try:
-                await self._subscribe(pubsub)
-                await listener.bus_connected()
-                self._outage.recovered()
-                self._first_attempt.set()
-                delay = 0.0
-                await self._deliver(pubsub, listener)
-            except _FAILURES as error:
-                self._outage.failed(error)
-                listener.bus_lost(error)
-                self._first_attempt.set()
-            finally:
-                with contextlib.suppress(*_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(*_FAILURES):
-                    await client.aclose()
-            delay = next_delay(delay)
-            await asyncio.sleep(delay)
+    async def _subscribe(self, stack: contextlib.AsyncExitStack, listener: BusListener) -> Deliver:
+        client = self._client()
+        stack.push_async_callback(self._quietly, client.aclose)
+        pubsub = client.pubsub()
+        stack.push_async_callback(self._quietly, pubsub.aclose)
+        await self._confirm(pubsub)
+        return lambda: self._deliver(pubsub, listener)
 
-    async def _subscribe(self, pubsub: PubSub) -> None:
+    async def _confirm(self, pubsub: PubSub) -> None:
         """Subscribe and wait for Redis to confirm, so that nothing published after the
         listener's resync can slip past."""
         await pubsub.subscribe(self._channel)
@@ -128,13 +107,8 @@ class RedisBus:
             raise BusUnavailable(f"cannot publish on redis: {type(error).__name__}") from error
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._stop_listening()
         if self._publisher is not None:
-            with contextlib.suppress(*_FAILURES):
-                await self._publisher.aclose()
+            await self._quietly(self._publisher.aclose)
             self._publisher = None
 

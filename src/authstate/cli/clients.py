@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
-from authstate.cli.runner import JsonOption, StoreOption, console, err_console, run, with_state
+from authstate.cli.runner import (
+    JsonOption,
+    StoreOption,
+    console,
+    err_console,
+    iso,
+    run,
+    with_state,
+)
 from authstate.clients import Client
 from authstate.state import AuthState
 
@@ -50,7 +57,7 @@ def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
     clients = run(with_state(store, action))
     rows = [
         {"client_id": c.id, "name": c.name,
-         "created_at": datetime.fromtimestamp(c.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+         "created_at": iso(c.created_at)}
         for c in clients
     ]
     if as_json:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +13,16 @@ from rich.table import Table
 
 from authstate import keys as keystore
 from authstate.audit import AuditLog
-from authstate.cli.runner import EXIT_USAGE, JsonOption, StoreOption, console, fail, run
+from authstate.cli.runner import (
+    EXIT_USAGE,
+    JsonOption,
+    StoreOption,
+    console,
+    fail,
+    iso,
+    run,
+    with_state,
+)
 from authstate.clock import SystemClock
 from authstate.config import Settings
 from authstate.keys import ALGORITHMS, SigningKey
@@ -37,20 +45,14 @@ KeyOutOption = typer.Option(
 JwksOutOption = typer.Option(None, "--out", help="Write to this file, not stdout.")
 
 
-def _iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _row(key: SigningKey) -> dict[str, Any]:
     return {
         "kid": key.kid,
         "alg": key.alg,
         "status": key.status,
-        "created_at": _iso(key.created_at),
-        "not_after": _iso(key.not_after),
-        "retire_at": _iso(key.retire_at),
+        "created_at": iso(key.created_at),
+        "not_after": iso(key.not_after),
+        "retire_at": iso(key.retire_at),
     }
 
 
@@ -117,18 +119,11 @@ def rotate(
     """Make a new key the signer; the old one verifies until its tokens have expired."""
     _check_alg(alg)
 
-    async def action() -> list[SigningKey]:
-        state = await AuthState.open(Settings.load(store=store))
-        try:
-            result = await keystore.rotate(
-                state.store, state.keys, clock=state.clock, algorithm=alg, audit=state.audit
-            )
-            await state.revocation.announce_key_retired(result.signer.kid)
-            return state.keys.all()
-        finally:
-            await state.close()
+    async def action(state: AuthState) -> list[SigningKey]:
+        await state.rotate_keys(algorithm=alg)
+        return state.keys.all()
 
-    _print(run(action()), as_json, "signing keys after rotation")
+    _print(run(with_state(store, action)), as_json, "signing keys after rotation")
 
 
 @app.command("list")

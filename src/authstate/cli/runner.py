@@ -4,8 +4,8 @@ errors as one line on stderr with a stable exit status instead of a traceback.""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
@@ -66,5 +66,6 @@ async def with_state(
         await state.close()
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()
+def iso(ts: float | None) -> str:
+    """A timestamp as every command prints it (UTC, to the second); "" for none."""
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
-from authstate.cli.runner import JsonOption, StoreOption, console, fail, run, with_state
+from authstate.cli.runner import JsonOption, StoreOption, console, fail, iso, run, with_state
 from authstate.sessions import Session
 from authstate.state import AuthState
 
@@ -17,17 +16,13 @@ COLUMNS = ("handle", "user_id", "created_at", "last_seen", "expires_at", "ip", "
 app = typer.Typer(help="List and revoke server-side sessions.", no_args_is_help=True)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _row(s: Session) -> dict[str, object]:
     return {
         "handle": s.handle,
         "user_id": s.user_id,
-        "created_at": _iso(s.created_at),
-        "last_seen": _iso(s.last_seen),
-        "expires_at": _iso(s.expires_at),
+        "created_at": iso(s.created_at),
+        "last_seen": iso(s.last_seen),
+        "expires_at": iso(s.expires_at),
         "ip": s.ip,
         "user_agent": s.user_agent,
     }

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
 
-from authstate.cli.runner import EXIT_USAGE, JsonOption, StoreOption, console, fail, run, with_state
+from authstate.cli.runner import (
+    EXIT_USAGE,
+    JsonOption,
+    StoreOption,
+    console,
+    fail,
+    iso,
+    run,
+    with_state,
+)
 from authstate.state import AuthState
 from authstate.users import User
 
 app = typer.Typer(help="Create and list users.", no_args_is_help=True)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _row(user: User) -> dict[str, object]:
     return {"id": user.id, "email": user.email, "is_admin": user.is_admin,
-            "created_at": _iso(user.created_at)}
+            "created_at": iso(user.created_at)}
 
 
 def _read_password(from_stdin: bool) -> str:

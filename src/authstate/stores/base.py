@@ -15,11 +15,28 @@ reclaims the space by itself (Redis TTL) or through ``sweep`` (SQL, memory).
 
 from __future__ import annotations
 
+import json
+import json.scanner
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 JSON = dict[str, Any]
+
+dumps = json.JSONEncoder(separators=(",", ":")).encode
+# The C scanner behind json.loads, called directly: what a store reads back is compact
+# JSON that it wrote itself, starting at offset 0, so json.loads's whitespace handling
+# around it is pure cost on the per-request read (about 1 µs of a 4 µs session decode).
+# typeshed types the argument as a scanner; a JSONDecoder is what json itself passes.
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def loads(text: str) -> Any:
+    """Decode JSON that a store wrote (see ``_scan_json``)."""
+    try:
+        return _scan_json(text, 0)[0]
+    except StopIteration:  # not JSON at all: let json say why
+        return json.loads(text)
 
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 KEY_MAX = 256

@@ -26,7 +26,6 @@ one user in one hash slot, which this layout does not promise.
 from __future__ import annotations
 
 import json
-import json.scanner
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,8 @@ from typing import Any, Final
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, InvalidStoreURL, MissingDependencyError, StoreUnavailable
 from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import dumps as _dumps
+from authstate.stores.base import loads as _loads
 
 try:
     from redis import exceptions as redis_errors
@@ -59,13 +60,6 @@ _DOWN: Final = (
 )
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 _GLOB = re.compile(r"([*?\[\]\\])")
-_loads = json.loads
-# The C scanner behind json.loads, called directly: a record's JSON is compact and
-# starts at offset 0, so the whitespace handling around it is pure overhead on the
-# per-request read. (typeshed types the argument as a scanner; a JSONDecoder is what
-# json itself passes.)
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 _dumps_user = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 META_EXPIRES = "\x00e"
@@ -290,11 +284,7 @@ def _decode(flat: Sequence[bytes] | dict[bytes, bytes]) -> JSON:
     """A record's ``HGETALL`` reply as one JSON object, meta fields included."""
     if isinstance(flat, dict):  # a RESP3 connection handed in from outside
         flat = [part for pair in flat.items() for part in pair]
-    text = "{" + b"".join(flat).decode()[1:] + "}"
-    try:
-        value: JSON = _scan_json(text, 0)[0]
-    except StopIteration:  # not JSON at all: let json say why
-        value = _loads(text)
+    value: JSON = _loads("{" + b"".join(flat).decode()[1:] + "}")
     return value
 
 
@@ -685,7 +675,7 @@ class RedisStore:
                         continue
                     if since is not None and float(entry[b"ts"]) < since:
                         continue
-                    rows.append(AuditRow(entry_id.decode(), _loads(entry[b"j"])))
+                    rows.append(AuditRow(entry_id.decode(), json.loads(entry[b"j"])))
                     if len(rows) >= limit:
                         break
                 if len(batch) < page:

@@ -32,8 +32,6 @@ that start together migrate once. Later changes append to the list, never edit i
 from __future__ import annotations
 
 import contextlib
-import json
-import json.scanner
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -43,6 +41,8 @@ from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
 from authstate.stores import redact_url
 from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import dumps as _dumps
+from authstate.stores.base import loads as _loads
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
 # Long enough for any write here (microseconds) and a WAL checkpoint (milliseconds) to
@@ -101,21 +101,6 @@ UPDATE_VALUE = "UPDATE records SET value = ?, expires_at = ? WHERE kind = ? AND 
 # busy_timeout, I/O error, disk full, read-only); the other sqlite3 errors are bugs. At
 # open, a file that is not a database (plain DatabaseError) is unavailable too.
 _BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError)
-
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-# The C scanner behind json.loads, called directly: the stored text is compact JSON that
-# this module wrote, so json.loads's whitespace checks around it are pure cost (about
-# 1 µs of a 4 µs decode of a session on the per-request read). typeshed types the
-# argument as a scanner; a JSONDecoder is what json itself passes.
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-def _loads(text: str) -> Any:
-    try:
-        return _scan_json(text, 0)[0]
-    except StopIteration:  # not JSON at all: let json say why
-        return json.loads(text)
 
 
 def database_path(url: str) -> str:

@@ -9,14 +9,13 @@ into a 415 problem instead of a confusing validation error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
-from authstate.web.problems import PROBLEM_JSON, TYPE_PREFIX, OAuthError, Problem
+from authstate.web.problems import OAuthError, Problem, problem_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,7 +43,7 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, receive, send)
             return
         received = 0
         started = False
@@ -68,26 +67,14 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({
-            "type": TYPE_PREFIX + "body_too_large",
-            "title": "Request body too large",
-            "status": 413,
-            "code": "body_too_large",
-            "detail": f"the request body is limited to {self.max_bytes} bytes",
-        }).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            413, "body_too_large", f"the request body is limited to {self.max_bytes} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:

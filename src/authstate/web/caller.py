@@ -18,13 +18,13 @@ from fastapi import Depends, Request
 from authstate.audit import bind_origin
 from authstate.errors import InvalidToken
 from authstate.identity import Identity
+from authstate.sessions import Session
 from authstate.state import AuthState
 from authstate.users import User
 from authstate.web import csrf
 from authstate.web.cookies import read_session_id
+from authstate.web.middleware import BEARER_MAX
 from authstate.web.problems import unauthenticated
-
-BEARER_MAX = 8192
 
 
 def get_state(request: Request) -> AuthState:
@@ -54,6 +54,10 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+def user_agent(request: Request) -> str | None:
+    return request.headers.get("user-agent")
+
+
 def bearer_token(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer`` header; "" when the header is a
     malformed bearer; None when there is no bearer header at all."""
@@ -81,15 +85,28 @@ async def authenticate(request: Request, state: AuthState) -> Caller:
             raise unauthenticated(token_presented=True) from None
         user = await _user(state, identity, token_presented=True)
         return Caller(identity, user, token=token)
+    by_cookie = await session_identity(request, state)
+    if by_cookie is None:
+        raise unauthenticated()
+    session_id, session, identity = by_cookie
+    csrf.check(request, session, state.settings.issuer, method=request.method)
+    user = await _user(state, identity, token_presented=False)
+    return Caller(identity, user, session_id=session_id)
+
+
+async def session_identity(
+    request: Request, state: AuthState
+) -> tuple[str, Session, Identity] | None:
+    """The session cookie's ID, its live session and the identity behind it; None when
+    there is no cookie or its session is unknown, expired or revoked. The one reading of
+    the cookie for the JSON API and the pages."""
     session_id = read_session_id(request, state.settings)
     if session_id is None:
-        raise unauthenticated()
-    session_identity = await state.authenticate_session(session_id)
-    if session_identity is None or session_identity.session is None:
-        raise unauthenticated()
-    csrf.check(request, session_identity.session, state.settings.issuer, method=request.method)
-    user = await _user(state, session_identity, token_presented=False)
-    return Caller(session_identity, user, session_id=session_id)
+        return None
+    identity = await state.authenticate_session(session_id)
+    if identity is None or identity.session is None:
+        return None
+    return session_id, identity.session, identity
 
 
 async def _user(state: AuthState, identity: Identity, *, token_presented: bool) -> User:

@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 from authstate.sessions import Session
+from authstate.web.middleware import SAFE_METHODS
 from authstate.web.problems import Problem
 
 HEADER = "X-CSRF-Token"
 FORM_FIELD = "csrf_token"
 DATA_KEY = "csrf"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 SAME_SITE_VALUES = frozenset({b"same-origin", b"none"})
 TOKEN_BYTES = 32
 
@@ -86,9 +86,8 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, "csrf_failed", detail)
 
 
-def check_provenance(connection: HTTPConnection, issuer: str) -> None:
-    """Raise a 403 ``Problem`` when the browser says the request comes from another
-    origin. Used alone on login, which no cookie authenticates (login CSRF)."""
+def from_here(connection: HTTPConnection, issuer: str) -> bool:
+    """``same_origin`` for a Starlette request, this service's issuer being allowed."""
     headers = connection.headers
 
     def raw(name: str) -> bytes | None:
@@ -96,12 +95,18 @@ def check_provenance(connection: HTTPConnection, issuer: str) -> None:
         return value.encode("latin-1") if value is not None else None
 
     issuer_origin = origin_of(issuer)
-    if not same_origin(
+    return same_origin(
         origin=raw("origin"),
         sec_fetch_site=raw("sec-fetch-site"),
         host=raw("host"),
         allowed=[issuer_origin.encode("latin-1")] if issuer_origin else [],
-    ):
+    )
+
+
+def check_provenance(connection: HTTPConnection, issuer: str) -> None:
+    """Raise a 403 ``Problem`` when the browser says the request comes from another
+    origin. Used alone on login, which no cookie authenticates (login CSRF)."""
+    if not from_here(connection, issuer):
         raise forbidden("cross-origin request refused")
 
 

@@ -17,9 +17,7 @@ from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
 from authstate.identity import Identity
-from authstate.web.middleware import AuthInfo
-
-REALM = "authstate"
+from authstate.web.middleware import AuthInfo, bearer_challenge
 
 
 def _auth(connection: HTTPConnection) -> AuthInfo:
@@ -27,15 +25,6 @@ def _auth(connection: HTTPConnection) -> AuthInfo:
     if not isinstance(info, AuthInfo):
         raise RuntimeError("require_identity needs authstate's AuthMiddleware on the app")
     return info
-
-
-def _challenge(error: str | None = None, scopes: tuple[str, ...] = ()) -> str:
-    parts = [f'Bearer realm="{REALM}"']
-    if error is not None:
-        parts.append(f'error="{error}"')
-    if scopes:
-        parts.append(f'scope="{" ".join(scopes)}"')
-    return ", ".join(parts)
 
 
 async def optional_identity(connection: HTTPConnection) -> Identity | None:
@@ -54,7 +43,7 @@ async def require_identity(connection: HTTPConnection) -> Identity:
         raise HTTPException(503, "authentication is unavailable", headers={"Retry-After": "5"})
     error = "invalid_token" if info.error == "invalid_token" and info.bearer else None
     raise HTTPException(
-        401, "authentication required", headers={"WWW-Authenticate": _challenge(error)}
+        401, "authentication required", headers={"WWW-Authenticate": bearer_challenge(error)}
     )
 
 
@@ -68,7 +57,7 @@ def require_scopes(*scopes: str) -> Callable[[HTTPConnection], Awaitable[Identit
             raise HTTPException(
                 403,
                 "insufficient scope",
-                headers={"WWW-Authenticate": _challenge("insufficient_scope", needed)},
+                headers={"WWW-Authenticate": bearer_challenge("insufficient_scope", needed)},
             )
         return identity
 

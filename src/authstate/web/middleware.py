@@ -21,6 +21,9 @@ The authenticators:
 - ``Introspection(url, client_id=..., client_secret=...)``: any Bearer token, asked of an
   RFC 7662 endpoint (``authstate serve``'s ``/oauth/introspect``).
 
+``trusting(auth_url, ...)`` is the usual pair for another service: ``BearerJWT.from_jwks``
+and, given a client's credentials, ``Introspection``, both at a running ``authstate serve``.
+
 An authenticator returns ``None`` when the request carries no credential of its kind, an
 ``Identity`` when it carries a good one, and raises ``InvalidToken`` for a bad one; a
 store or upstream that does not answer fails closed (``error="unavailable"``). A bad
@@ -79,6 +82,19 @@ CSRF_HEADER = b"x-csrf-token"
 ACCESS_TOKEN_TYPES = ("bearer", "access_token")  # RFC 7662 §2.2 token_type, RFC 6750
 BEARER_MAX = 8192  # a header this long is an attack or a bug, not a token
 TOKEN68 = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
+REALM = "authstate"
+
+
+def bearer_challenge(error: str | None = None, scopes: Sequence[str] = ()) -> str:
+    """The ``WWW-Authenticate`` value of an RFC 6750 §3 challenge: ``error`` only when a
+    token was presented, ``scopes`` with ``insufficient_scope``. Shared by the service's
+    problems, the FastAPI dependencies and any framework's guard."""
+    parts = [f'Bearer realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if scopes:
+        parts.append(f'scope="{" ".join(scopes)}"')
+    return ", ".join(parts)
 
 
 class AuthUser:
@@ -462,6 +478,28 @@ def _identity_from_claims(claims: dict[str, Any], method: Literal["jwt", "opaque
         scope=tuple(scope.split()) if isinstance(scope, str) else (),
         claims=dict(claims),
     )
+
+
+def trusting(
+    auth_url: str,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    issuer: str | None = None,
+    audience: str = "authstate",
+) -> list[BearerJWT | Introspection]:
+    """The authenticators of another service that trusts ``authstate serve`` at
+    ``auth_url``: its JWTs verified locally with the keys it publishes and, given a
+    client's credentials, any other Bearer token asked of its introspection endpoint.
+    The app closes each (``aclose``) when it stops."""
+    authenticators: list[BearerJWT | Introspection] = [BearerJWT.from_jwks(
+        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience
+    )]
+    if client_id and client_secret:
+        authenticators.append(Introspection(
+            f"{auth_url}/oauth/introspect", client_id=client_id, client_secret=client_secret
+        ))
+    return authenticators
 
 
 class AuthMiddleware:

@@ -40,7 +40,7 @@ from authstate.sessions import Session
 from authstate.state import AuthState
 from authstate.users import User
 from authstate.web import csrf
-from authstate.web.caller import client_ip, get_state
+from authstate.web.caller import client_ip, get_state, session_identity, user_agent
 from authstate.web.cookies import (
     HOST_PREFIX,
     clear_session_cookie,
@@ -114,6 +114,13 @@ def _safe_next(value: object) -> str:
     return value
 
 
+def _logged_out(state: AuthState) -> RedirectResponse:
+    """To the login page, the session cookie cleared: this browser's session ended."""
+    response = _see_other("/login")
+    clear_session_cookie(response, state.settings)
+    return response
+
+
 def _login_redirect(request: Request, state: AuthState) -> RedirectResponse:
     """To the login page, and back here after; a dead session cookie is cleared and
     the login page says the session ended (revoked elsewhere, or expired)."""
@@ -128,17 +135,15 @@ def _login_redirect(request: Request, state: AuthState) -> RedirectResponse:
 
 
 async def _visitor(request: Request, state: AuthState) -> Visitor | None:
-    session_id = read_session_id(request, state.settings)
-    if session_id is None:
+    by_cookie = await session_identity(request, state)
+    if by_cookie is None:
         return None
-    identity = await state.authenticate_session(session_id)
-    if identity is None or identity.session is None:
-        return None
+    session_id, session, identity = by_cookie
     try:
         user = await state.users.get(identity.user_id)
     except StoreUnavailable:
         return None
-    return Visitor(session_id, identity.session, user) if user is not None else None
+    return Visitor(session_id, session, user) if user is not None else None
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -152,9 +157,13 @@ async def _form(request: Request) -> dict[str, str]:
     }
 
 
-def _check_form_csrf(request: Request, visitor: Visitor, state: AuthState, form: dict[str, str]
-                     ) -> Response | None:
-    """None when the form may change state; otherwise the answer to give instead."""
+async def _posted(request: Request, state: AuthState) -> tuple[Visitor, dict[str, str]] | Response:
+    """The visitor and form of a state-changing POST; otherwise the answer to give
+    instead (the login page for a dead session, an error page for a failed CSRF check)."""
+    visitor = await _visitor(request, state)
+    if visitor is None:
+        return _login_redirect(request, state)
+    form = await _form(request)
     try:
         csrf.check(
             request, visitor.session, state.settings.issuer,
@@ -168,7 +177,7 @@ def _check_form_csrf(request: Request, visitor: Visitor, state: AuthState, form:
              "visitor": visitor, "csrf_token": visitor.csrf_token},
             status_code=403,
         )
-    return None
+    return visitor, form
 
 
 def _login_csrf_cookie(state: AuthState) -> str:
@@ -224,13 +233,7 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")[:320]
     expected = request.cookies.get(_login_csrf_cookie(state), "")
     given = form.get(csrf.FORM_FIELD, "")
-    same_origin = csrf.same_origin(
-        origin=_raw(request, "origin"),
-        sec_fetch_site=_raw(request, "sec-fetch-site"),
-        host=_raw(request, "host"),
-        allowed=_issuer_origin(state),
-    )
-    if not (expected and given and same_origin
+    if not (expected and given and csrf.from_here(request, state.settings.issuer)
             and secrets.compare_digest(expected.encode(), given.encode("utf-8", "replace"))):
         return _login_page(
             request, state, next_url=next_url, email=email, status_code=403,
@@ -239,7 +242,7 @@ async def login_submit(request: Request) -> Response:
     try:
         result = await login(
             state, email, form.get("password", ""),
-            ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+            ip=client_ip(request), user_agent=user_agent(request),
             previous_session_id=read_session_id(request, state.settings),
         )
     except (AuthenticationFailed, InvalidInput):
@@ -267,16 +270,12 @@ async def login_submit(request: Request) -> Response:
 @router.post("/logout", response_class=HTMLResponse)
 async def logout(request: Request) -> Response:
     state = get_state(request)
-    visitor = await _visitor(request, state)
-    if visitor is None:
-        return _login_redirect(request, state)
-    form = await _form(request)
-    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
-        return refused
+    posted = await _posted(request, state)
+    if isinstance(posted, Response):
+        return posted
+    visitor, _ = posted
     await state.sessions.revoke(visitor.session_id, reason="logout")
-    response = _see_other("/login")
-    clear_session_cookie(response, state.settings)
-    return response
+    return _logged_out(state)
 
 
 @router.get("/account", response_class=HTMLResponse)
@@ -303,17 +302,13 @@ async def account(request: Request) -> Response:
 @router.post("/account/sessions/{handle}/revoke", response_class=HTMLResponse)
 async def revoke_device(request: Request, handle: str) -> Response:
     state = get_state(request)
-    visitor = await _visitor(request, state)
-    if visitor is None:
-        return _login_redirect(request, state)
-    form = await _form(request)
-    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
-        return refused
+    posted = await _posted(request, state)
+    if isinstance(posted, Response):
+        return posted
+    visitor, _ = posted
     ended = await state.sessions.revoke_handle(visitor.user.id, handle, reason="user")
     if ended is not None and ended.handle == visitor.session.handle:
-        response = _see_other("/login")
-        clear_session_cookie(response, state.settings)
-        return response
+        return _logged_out(state)
     if ended is None:
         return _render(
             request, "error.html",
@@ -327,12 +322,10 @@ async def revoke_device(request: Request, handle: str) -> Response:
 @router.post("/account/revoke-others", response_class=HTMLResponse)
 async def revoke_others(request: Request) -> Response:
     state = get_state(request)
-    visitor = await _visitor(request, state)
-    if visitor is None:
-        return _login_redirect(request, state)
-    form = await _form(request)
-    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
-        return refused
+    posted = await _posted(request, state)
+    if isinstance(posted, Response):
+        return posted
+    visitor, _ = posted
     ended = await state.sessions.revoke_all(
         visitor.user.id, except_id=visitor.session_id, reason="revoke_others"
     )
@@ -357,12 +350,10 @@ async def inspect_submit(request: Request) -> Response:
     Logged-in users only: an open page answering "valid or not" would be the token
     oracle RFC 7662 §4 puts behind client authentication."""
     state = get_state(request)
-    visitor = await _visitor(request, state)
-    if visitor is None:
-        return _login_redirect(request, state)
-    form = await _form(request)
-    if (refused := _check_form_csrf(request, visitor, state, form)) is not None:
-        return refused
+    posted = await _posted(request, state)
+    if isinstance(posted, Response):
+        return posted
+    visitor, form = posted
     pasted = form.get("token", "").strip()
     if pasted[:7].lower() == "bearer ":
         pasted = pasted[7:]
@@ -398,16 +389,6 @@ async def _inspect(state: AuthState, token: str) -> dict[str, Any]:
     }
 
 
-def _raw(request: Request, name: str) -> bytes | None:
-    value = request.headers.get(name)
-    return value.encode("latin-1") if value is not None else None
-
-
-def _issuer_origin(state: AuthState) -> list[bytes]:
-    origin = csrf.origin_of(state.settings.issuer)
-    return [origin.encode("latin-1")] if origin else []
-
-
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -424,11 +405,10 @@ def _device(session: Session, *, current: bool) -> dict[str, Any]:
     }
 
 
-def _browser(user_agent: str | None) -> str:
+def _browser(ua: str | None) -> str:
     """A short, human name for a user agent string (the full one goes in a tooltip)."""
-    if not user_agent:
+    if not ua:
         return "Unknown device"
-    ua = user_agent
     for marker, name in (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
                          ("Safari/", "Safari"), ("curl/", "curl")):
         if marker in ua:

@@ -27,12 +27,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authstate import errors
+from authstate.web.middleware import bearer_challenge
 
 logger = logging.getLogger("authstate.web")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:authstate:problem:"
-REALM = "authstate"
 OAUTH_PREFIX = "/oauth/"
 
 STATUS: dict[str, int] = {
@@ -151,16 +151,6 @@ def oauth_response(
         body["error_description"] = description
     all_headers = {"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})}
     return JSONResponse(body, status_code=status, headers=all_headers)
-
-
-def bearer_challenge(error: str | None = None, description: str | None = None) -> str:
-    """An RFC 6750 §3 challenge; ``error`` only when a token was presented."""
-    parts = [f'realm="{REALM}"']
-    if error:
-        parts.append(f'error="{error}"')
-    if description:
-        parts.append(f'error_description="{description}"')
-    return "Bearer " + ", ".join(parts)
 
 
 def unauthenticated(*, token_presented: bool = False) -> Problem:

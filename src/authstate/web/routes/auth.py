@@ -13,7 +13,7 @@ from authstate.errors import AuthenticationFailed
 from authstate.sessions import HANDLE_LEN
 from authstate.web import cookies, csrf
 from authstate.web.bodies import require_json
-from authstate.web.caller import CallerDep, StateDep, client_ip
+from authstate.web.caller import CallerDep, StateDep, client_ip, user_agent
 from authstate.web.login import check_credentials, login
 from authstate.web.problems import Problem
 from authstate.web.schemas import (
@@ -37,10 +37,6 @@ JSON_BODY = [Depends(require_json)]
 AUTHED = problems(401, 403, 503)
 
 
-def _user_agent(request: Request) -> str | None:
-    return request.headers.get("user-agent")
-
-
 @router.post(
     "/login",
     response_model=LoginOut,
@@ -55,7 +51,7 @@ async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONR
         body.email,
         body.password,
         ip=client_ip(request),
-        user_agent=_user_agent(request),
+        user_agent=user_agent(request),
         previous_session_id=cookies.read_session_id(request, state.settings),
     )
     payload = LoginOut(
@@ -156,7 +152,7 @@ async def revoke_others(caller: CallerDep, state: StateDep) -> RevokedOut:
 async def change_password(
     body: PasswordIn, request: Request, caller: CallerDep, state: StateDep
 ) -> Response:
-    ip, agent = client_ip(request), _user_agent(request)
+    ip, agent = client_ip(request), user_agent(request)
     try:
         await check_credentials(
             state, caller.user.email, body.current_password, ip=ip, user_agent=agent,

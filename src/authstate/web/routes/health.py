@@ -18,9 +18,9 @@ router = APIRouter(tags=["operations"])
 async def healthz(state: StateDep) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
     try:
-        await state.store.ping()
+        scheme = await state.ping()
     except StoreError:
         return problem_response(503, "store_unavailable", "the store does not answer",
                                 headers={**headers, "Retry-After": "5"})
-    body = HealthOut(status="ok", store=state.store.url_scheme)
+    body = HealthOut(status="ok", store=scheme)
     return JSONResponse(body.model_dump(), headers=headers)

@@ -21,9 +21,10 @@ from authstate.clients import Client
 from authstate.errors import AuthenticationFailed
 from authstate.state import AuthState
 from authstate.web.bodies import require_form
-from authstate.web.caller import StateDep, client_ip
+from authstate.web.caller import StateDep, client_ip, user_agent
 from authstate.web.login import check_credentials
-from authstate.web.problems import REALM, OAuthError
+from authstate.web.middleware import REALM
+from authstate.web.problems import OAuthError
 from authstate.web.schemas import OAuthErrorOut
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
@@ -92,7 +93,7 @@ async def token(
     if grant_type == "password":
         email = _required(username, "username")
         secret = _required(password, "password")
-        ip, agent = client_ip(request), request.headers.get("user-agent")
+        ip, agent = client_ip(request), user_agent(request)
         try:
             user = await check_credentials(state, email, secret, ip=ip, user_agent=agent,
                                            via="password_grant")

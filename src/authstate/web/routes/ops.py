@@ -102,6 +102,6 @@ async def audit_trail(
 async def metrics(state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
-    await state.metrics.refresh_gauges(state.store)
+    await state.refresh_gauges()
     body, content_type = state.metrics.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
