@@ -378,6 +378,10 @@ class AccessTokens:
         self.cache: VerifiedTokenCache | None = (
             VerifiedTokenCache(cache_size) if cache_size > 0 else None
         )
+        # A check every freshly verified token passes before it may be cached (revocation,
+        # set by AuthState): True caches it, False serves it uncached, raising rejects it.
+        # So a cache hit never needs the check again; whoever sets it evicts on change.
+        self.admit: Callable[[Mapping[str, Any]], bool] | None = None
         self._cache_version = keys.version
         self._typed_header: Mapping[str, Any] | None = None
         self._header_segments: dict[str, bytes] = {}
@@ -476,7 +480,8 @@ class AccessTokens:
             self._typed_header = header  # the header cache hands out this same object
         claims = json_object(payload, "payload")
         exp = self.check_claims(claims, now)
-        if cache is not None and exp > now:
+        admitted = self.admit(claims) if self.admit is not None else True
+        if cache is not None and exp > now and admitted:
             cache.store(digest, claims, exp=exp)
             return dict(claims)
         return claims

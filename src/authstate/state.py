@@ -97,6 +97,9 @@ class AuthState:
             lifetime=settings.access_token_ttl + settings.leeway, leeway=settings.leeway,
         )
         self.revocation.on_event.append(self._revoked)
+        self.revocation.on_resync.append(self._forget_verified)
+        self.tokens.admit = self._admit
+        self._cache_checked = False  # whether the cache holds only locally checked tokens
         if self.metrics is not None:
             self.revocation.on_lag = self.metrics.observe_bus_lag
         self.revocation.on_resync.append(lambda: keystore.sync(self.store, self.keys))
@@ -180,10 +183,11 @@ class AuthState:
             )
         if not isinstance(token, str):
             raise MalformedToken("a bearer token is a string")
-        claims = self.tokens.verify(token)
-        if self.revocation.local:
-            self.revocation.check_local(claims)
-        else:
+        local = self.revocation.local
+        if local is not self._cache_checked:
+            self._entered_mode(local)
+        claims = self.tokens.verify(token)  # in push mode, revocation is checked in here
+        if not local:
             await self.revocation.check(claims)
         scope = claims.get("scope")
         return Identity(
@@ -262,6 +266,27 @@ class AuthState:
 
     async def _refresh_reused(self, grant: Grant) -> None:
         await self.end_session_by_sid(grant.user_id, grant.sid, reason="refresh_reuse")
+
+    def _admit(self, claims: Mapping[str, Any]) -> bool:
+        """Whether a freshly verified token may enter the verified-token cache. In push
+        mode it is checked against the local revocation copy first (raising if revoked),
+        and every later revocation evicts it (``_revoked``), so a cache hit needs no
+        check at all. Outside push mode every request checks the store anyway."""
+        if self.revocation.local:
+            self.revocation.check_local(claims)
+        return True
+
+    def _entered_mode(self, local: bool) -> None:
+        """Entries cached outside push mode were never checked locally: on entering it,
+        forget them, so that every cache hit in push mode is a checked token."""
+        if local and self.tokens.cache is not None:
+            self.tokens.cache.clear()
+        self._cache_checked = local
+
+    async def _forget_verified(self) -> None:
+        """A resync may have learnt revocations the bus never delivered: start over."""
+        if self.tokens.cache is not None:
+            self.tokens.cache.clear()
 
     def _revoked(self, event: Mapping[str, Any]) -> None:
         """A revocation arrived (here or over the bus): drop cached verifications, and
