@@ -47,6 +47,9 @@ def valid_id(session_id: object) -> bool:
     return isinstance(session_id, str) and ID_PATTERN.match(session_id) is not None
 
 
+_new_tuple = tuple.__new__
+
+
 class Session(NamedTuple):
     """A live session as the core sees it. Never holds the session ID itself.
 
@@ -75,7 +78,8 @@ class Session(NamedTuple):
     @classmethod
     def from_record(cls, record: Record) -> Session:
         v = record.value
-        return cls(
+        # tuple.__new__ skips the generated keyword-handling __new__: half the cost here
+        return _new_tuple(cls, (
             record.key[:HANDLE_LEN],
             v["sid"],
             v["user_id"],
@@ -87,7 +91,7 @@ class Session(NamedTuple):
             v.get("ip"),
             v.get("user_agent"),
             v.get("data") or {},
-        )
+        ))
 
 
 RevokeHook = Callable[[Session, str], Awaitable[None]]
