@@ -153,6 +153,46 @@ async def test_incr_is_atomic_with_fixed_window(store: Store, clock: FrozenClock
     assert await store.incr("ver", "user-1") == 2
 
 
+async def test_incr_below_never_takes_past_the_limit(store: Store, clock: FrozenClock) -> None:
+    """25 concurrent takers of 5 slots: exactly 5 get one, numbered 1..5, the rest None."""
+    counts = await asyncio.gather(
+        *(store.incr_below("throttle", "a:1", limit=5, expires_at=clock.now() + 60)
+          for _ in range(25))
+    )
+    assert sorted(c for c in counts if c is not None) == [1, 2, 3, 4, 5]
+    assert counts.count(None) == 20
+    record = await store.get("throttle", "a:1")
+    assert record is not None and record.value == {"n": 5}  # refusals changed nothing
+    assert record.expires_at == pytest.approx(clock.now() + 60)
+    clock.advance(30)  # a refusal or a take inside the window keeps the window
+    assert await store.incr_below("throttle", "a:1", limit=5, expires_at=clock.now() + 60) is None
+    assert await store.incr_below("throttle", "a:1", limit=6, expires_at=clock.now() + 60) == 6
+    clock.advance(31)  # the window ended: the counter starts again, with the new window
+    assert await store.incr_below("throttle", "a:1", limit=5, expires_at=clock.now() + 60) == 1
+    record = await store.get("throttle", "a:1")
+    assert record is not None and record.expires_at == pytest.approx(clock.now() + 60)
+    with pytest.raises(ValueError):
+        await store.incr_below("throttle", "a:1", limit=0)
+
+
+async def test_decr_gives_back_without_creating(store: Store, clock: FrozenClock) -> None:
+    assert await store.decr("throttle", "a:2") is None  # nothing to give back to
+    assert await store.get("throttle", "a:2") is None  # and nothing was created
+    for _ in range(3):
+        await store.incr_below("throttle", "a:2", limit=3, expires_at=clock.now() + 60)
+    counts = await asyncio.gather(*(store.decr("throttle", "a:2") for _ in range(5)))
+    assert sorted(counts) == [0, 0, 0, 1, 2]  # never below zero
+    record = await store.get("throttle", "a:2")
+    assert record is not None and record.value == {"n": 0}
+    assert record.expires_at == pytest.approx(clock.now() + 60)  # the window is kept
+    assert await store.incr_below("throttle", "a:2", limit=1, expires_at=clock.now() + 600) == 1
+    record = await store.get("throttle", "a:2")
+    assert record is not None and record.expires_at == pytest.approx(clock.now() + 60)
+    clock.advance(61)
+    assert await store.decr("throttle", "a:2") is None  # a late give-back is a no-op
+    assert await store.get("throttle", "a:2") is None
+
+
 async def test_spend_rotates_once(store: Store, clock: FrozenClock) -> None:
     await store.put("refresh", "r1", {"family": "f"}, expires_at=clock.now() + 100, user_id="u")
     before, rotated = await store.spend(

@@ -130,6 +130,20 @@ class Store(Protocol):
         """Atomically add one to a counter and return it; ``expires_at`` is set only when
         the counter is created (a fixed window). ``get`` reads it as ``{"n": count}``."""
 
+    async def incr_below(
+        self, kind: str, key: str, *, limit: int, expires_at: float | None = None
+    ) -> int | None:
+        """Atomically add one to a counter unless it already holds ``limit`` (>= 1) or
+        more: the new count, or None when refused, the counter unchanged. A counter that
+        is absent or expired starts again at 1 with ``expires_at``, as in ``incr``. One
+        check-and-add, so concurrent callers can never take more than ``limit`` between
+        them (a limit counted before the work it limits)."""
+
+    async def decr(self, kind: str, key: str) -> int | None:
+        """Atomically take one from a live counter, never below zero, keeping its expiry:
+        the new count, or None when no live counter has this key (nothing is created, so
+        a late give-back after the window ended is a no-op)."""
+
     async def spend(
         self,
         kind: str,
@@ -182,3 +196,9 @@ def check_kind_key(kind: str, key: str) -> None:
         raise ValueError(f"bad record kind {kind!r}")
     if not key or len(key) > KEY_MAX:
         raise ValueError("record key must be 1..256 characters")
+
+
+def check_limit(limit: int) -> None:
+    """``incr_below`` needs room for at least one: a limit below 1 is a caller bug."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError("counter limit must be an integer >= 1")

@@ -13,7 +13,7 @@ import itertools
 from collections import deque
 
 from authstate.clock import Clock, SystemClock
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
 
 AUDIT_RING = 100_000
 
@@ -151,6 +151,24 @@ class MemoryStore:
         if record is None:
             record = Record(key, {"n": 0}, expires_at)
         count = int(record.value["n"]) + 1
+        self._store(kind, Record(key, {"n": count}, record.expires_at, record.user_id))
+        return count
+
+    async def incr_below(
+        self, kind: str, key: str, *, limit: int, expires_at: float | None = None
+    ) -> int | None:
+        check_kind_key(kind, key)
+        check_limit(limit)
+        record = self._live(kind, key)
+        if record is not None and int(record.value["n"]) >= limit:
+            return None
+        return await self.incr(kind, key, expires_at=expires_at)
+
+    async def decr(self, kind: str, key: str) -> int | None:
+        record = self._live(kind, key)
+        if record is None:
+            return None
+        count = max(int(record.value["n"]) - 1, 0)
         self._store(kind, Record(key, {"n": count}, record.expires_at, record.user_id))
         return count
 

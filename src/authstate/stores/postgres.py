@@ -37,7 +37,7 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
 try:
@@ -114,6 +114,30 @@ INCR = (
     "  THEN r.user_id END"
     " RETURNING (value->>'n')::bigint"
 )
+# The same upsert with a guard: a live counter at ``limit`` is left alone and the
+# statement returns no row. The conflicting row is locked by ON CONFLICT and the WHERE is
+# evaluated on its newest version, so concurrent callers take at most ``limit`` between them.
+INCR_BELOW = (
+    "INSERT INTO {records} AS r (kind, key, value, expires_at)"
+    " VALUES (%(kind)s, %(key)s, jsonb_build_object('n', 1), %(expires_at)s)"
+    " ON CONFLICT (kind, key) DO UPDATE SET"
+    " value = CASE WHEN r.expires_at IS NULL OR r.expires_at > %(now)s"
+    "  THEN jsonb_build_object('n', (r.value->>'n')::bigint + 1) ELSE excluded.value END,"
+    " expires_at = CASE WHEN r.expires_at IS NULL OR r.expires_at > %(now)s"
+    "  THEN r.expires_at ELSE excluded.expires_at END,"
+    " user_id = CASE WHEN r.expires_at IS NULL OR r.expires_at > %(now)s"
+    "  THEN r.user_id END"
+    " WHERE (r.expires_at IS NOT NULL AND r.expires_at <= %(now)s)"
+    "  OR (r.value->>'n')::bigint < %(limit)s"
+    " RETURNING (value->>'n')::bigint"
+)
+DECR = (
+    "UPDATE {records}"
+    " SET value = jsonb_build_object('n', GREATEST((value->>'n')::bigint - 1, 0))"
+    " WHERE kind = %(kind)s AND key = %(key)s"
+    " AND (expires_at IS NULL OR expires_at > %(now)s)"
+    " RETURNING (value->>'n')::bigint"
+)
 # ``old`` locks the live row and reports it as it was; ``spent`` is the conditional
 # update (only while spent_at is unset), re-checked by the engine against the newest row
 # version if a concurrent spend got there first; the successor exists only if ``spent``
@@ -177,6 +201,8 @@ class PostgresStore:
         self._patch = PATCH.format(records=records)
         self._rename = RENAME.format(records=records)
         self._incr = INCR.format(records=records)
+        self._incr_below = INCR_BELOW.format(records=records)
+        self._decr = DECR.format(records=records)
         self._spend = SPEND.format(records=records)
         self.sweep_statement = SWEEP.format(records=records)
         self._checking: asyncio.Task[None] | None = None
@@ -385,6 +411,21 @@ class PostgresStore:
         params = {"kind": kind, "key": key, "expires_at": expires_at, "now": self._clock.now()}
         rows, _ = await self._query(self._incr, params, "an increment")
         return int(rows[0][0])
+
+    async def incr_below(
+        self, kind: str, key: str, *, limit: int, expires_at: float | None = None
+    ) -> int | None:
+        check_kind_key(kind, key)
+        check_limit(limit)
+        params = {"kind": kind, "key": key, "expires_at": expires_at,
+                  "now": self._clock.now(), "limit": limit}
+        rows, _ = await self._query(self._incr_below, params, "an increment")
+        return int(rows[0][0]) if rows else None
+
+    async def decr(self, kind: str, key: str) -> int | None:
+        params = {"kind": kind, "key": key, "now": self._clock.now()}
+        rows, _ = await self._query(self._decr, params, "a decrement")
+        return int(rows[0][0]) if rows else None
 
     async def spend(
         self,

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, InvalidStoreURL, MissingDependencyError, StoreUnavailable
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 
@@ -253,6 +253,28 @@ if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1
 """
 
+# KEYS[1] counter; ARGV: now, e, ttl, limit. false (nil) when the counter is at the limit.
+_INCR_BELOW = """
+if live(KEYS[1], tonumber(ARGV[1])) then
+  if tonumber(redis.call('HGET', KEYS[1], N) or '0') >= tonumber(ARGV[4]) then
+    return false
+  end
+  return redis.call('HINCRBY', KEYS[1], N, 1)
+end
+redis.call('DEL', KEYS[1])
+if ARGV[3] ~= '' and tonumber(ARGV[3]) <= 0 then return 1 end
+redis.call('HSET', KEYS[1], E, ARGV[2], N, 1)
+if ARGV[3] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+
+# KEYS[1] counter; ARGV: now. false (nil) when there is no live counter.
+_DECR = """
+if not live(KEYS[1], tonumber(ARGV[1])) then return false end
+if tonumber(redis.call('HGET', KEYS[1], N) or '0') <= 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], N, -1)
+"""
+
 # KEYS[1] spent record, KEYS[2] successor;
 # ARGV: now, index prefix, new member, new e, new u, new ttl, n, n spend fields, new fields...
 _SPEND = """
@@ -344,6 +366,8 @@ class RedisStore:
         self._list = register(_LUA_PRELUDE + _LIST)
         self._delete_by_user = register(_LUA_PRELUDE + _DELETE_BY_USER)
         self._incr = register(_LUA_PRELUDE + _INCR)
+        self._incr_below = register(_LUA_PRELUDE + _INCR_BELOW)
+        self._decr = register(_LUA_PRELUDE + _DECR)
         self._spend = register(_LUA_PRELUDE + _SPEND)
 
     @classmethod
@@ -596,6 +620,30 @@ class RedisStore:
         except _DOWN as error:
             raise self._unavailable(f"incr {kind}", error) from None
         return int(count)
+
+    async def incr_below(
+        self, kind: str, key: str, *, limit: int, expires_at: float | None = None
+    ) -> int | None:
+        check_kind_key(kind, key)
+        check_limit(limit)
+        now = self._clock.now()
+        e, ttl = self._expiry(expires_at, now)
+        try:
+            count = await self._incr_below(
+                keys=[self._prefix(kind) + key], args=[repr(now), e, ttl, limit]
+            )
+        except _DOWN as error:
+            raise self._unavailable(f"incr {kind}", error) from None
+        return None if count is None else int(count)
+
+    async def decr(self, kind: str, key: str) -> int | None:
+        try:
+            count = await self._decr(
+                keys=[self._prefix(kind) + key], args=[repr(self._clock.now())]
+            )
+        except _DOWN as error:
+            raise self._unavailable(f"decr {kind}", error) from None
+        return None if count is None else int(count)
 
     async def spend(
         self,

@@ -12,7 +12,7 @@ atomic by construction (the connection stays on the thread that opened it: sqlit
 same-thread check turns a store shared between threads into a loud error rather than
 interleaved transactions); across processes, atomicity comes from the database:
 
-- a single write statement (``put``, ``create``, ``incr``, ``delete``,
+- a single write statement (``put``, ``create``, ``incr``, ``incr_below``, ``decr``, ``delete``,
   ``delete_by_user``, ``sweep``) takes the write lock when it starts and is its own
   transaction;
 - a read-then-write (``patch``, ``rename``, ``spend``) runs inside ``BEGIN IMMEDIATE``,
@@ -40,7 +40,7 @@ from typing import Any
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
 from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 from authstate.stores.sql import Statements, audit_id, prefix_end
@@ -93,6 +93,28 @@ INCR = (
     "  THEN records.expires_at ELSE excluded.expires_at END,"
     " user_id = CASE WHEN records.expires_at IS NULL OR records.expires_at > ?"
     "  THEN records.user_id ELSE NULL END"
+    " RETURNING json_extract(value, '$.n')"
+)
+# The same upsert with a guard: a live counter at ``limit`` is left alone, and then the
+# statement returns no row (an upsert whose WHERE fails updates nothing). One statement
+# under the write lock, so the check and the add cannot be split by another writer.
+INCR_BELOW = (
+    "INSERT INTO records (kind, key, value, expires_at) VALUES (:kind, :key, '{\"n\":1}', :e)"
+    " ON CONFLICT (kind, key) DO UPDATE SET"
+    " value = CASE WHEN records.expires_at IS NULL OR records.expires_at > :now"
+    "  THEN json_object('n', json_extract(records.value, '$.n') + 1)"
+    "  ELSE excluded.value END,"
+    " expires_at = CASE WHEN records.expires_at IS NULL OR records.expires_at > :now"
+    "  THEN records.expires_at ELSE excluded.expires_at END,"
+    " user_id = CASE WHEN records.expires_at IS NULL OR records.expires_at > :now"
+    "  THEN records.user_id ELSE NULL END"
+    " WHERE records.expires_at IS NOT NULL AND records.expires_at <= :now"
+    "  OR json_extract(records.value, '$.n') < :limit"
+    " RETURNING json_extract(value, '$.n')"
+)
+DECR = (
+    "UPDATE records SET value = json_object('n', max(json_extract(value, '$.n') - 1, 0))"
+    " WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
     " RETURNING json_extract(value, '$.n')"
 )
 UPDATE_VALUE = "UPDATE records SET value = ?, expires_at = ? WHERE kind = ? AND key = ?"
@@ -322,6 +344,20 @@ class SQLiteStore:
         now = self._clock.now()
         rows = self._rows(INCR, (kind, key, expires_at, now, now, now))
         return int(rows[0][0])
+
+    async def incr_below(
+        self, kind: str, key: str, *, limit: int, expires_at: float | None = None
+    ) -> int | None:
+        check_kind_key(kind, key)
+        check_limit(limit)
+        params = {"kind": kind, "key": key, "e": expires_at, "now": self._clock.now(),
+                  "limit": limit}
+        rows = self._rows(INCR_BELOW, params)
+        return int(rows[0][0]) if rows else None
+
+    async def decr(self, kind: str, key: str) -> int | None:
+        rows = self._rows(DECR, (kind, key, self._clock.now()))
+        return int(rows[0][0]) if rows else None
 
     async def spend(
         self,
