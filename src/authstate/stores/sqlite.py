@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from authstate.clock import Clock, SystemClock
@@ -210,7 +210,7 @@ class SQLiteStore:
     def _fail(self, doing: str, error: sqlite3.Error) -> StoreUnavailable:
         return _unavailable(self._url, doing, error)
 
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    def _rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
         try:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.OperationalError as error:

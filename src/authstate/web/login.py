@@ -1,10 +1,12 @@
 """Logging in with email and password, shared by the JSON API and the pages.
 
-The order matters: the throttle is consulted before any password work (a throttled
-account costs the service nothing and learns nothing), a failure is counted against the
-account and the client IP, and a success always creates a session with a fresh ID (no
-session fixation: an ID the client held before is revoked, never upgraded) and a fresh
-CSRF token in its data. Every step is audited, with no password and no session ID.
+The order matters: the attempt takes its throttle slots (per account, per client IP)
+before any password work, so a throttled attempt costs the service nothing and learns
+nothing, and a burst of parallel guesses cannot outrun the count (see ``throttle``). A
+failure keeps its slots; a success gives back only its own, and always creates a session
+with a fresh ID (no session fixation: an ID the client held before is revoked, never
+upgraded) and a fresh CSRF token in its data. Every step is audited, with no password
+and no session ID.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ async def check_credentials(
     user_agent: str | None, via: str,
 ) -> User:
     """The user, or ``Throttled`` / ``AuthenticationFailed``; counts and audits failures."""
-    await state.throttle.check(email, ip)
+    attempt = await state.throttle.admit(email, ip)
     try:
         user = await state.users.authenticate(email, password)
     except AuthenticationFailed:
-        verdict = await state.throttle.failed(email, ip)
+        verdict = state.throttle.failed(attempt)
         detail = {"reason": "bad_credentials", "email_fp": fingerprint(email.strip().lower()),
                   "via": via}
         target = await state.users.by_email(email)  # for the trail only; the answer is one
@@ -53,7 +55,7 @@ async def check_credentials(
                         "ip_failures": verdict.ip_failures},
             )
         raise
-    await state.throttle.succeeded(email)
+    await state.throttle.succeeded(attempt)
     return user
 
 

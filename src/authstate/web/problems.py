@@ -193,7 +193,9 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, errors.InvalidGrant):
             return oauth_response("invalid_grant", "the grant is invalid, expired or revoked")
         if isinstance(exc, errors.Throttled):
-            return oauth_response("slow_down", exc.message, status=429, headers=headers)
+            # RFC 6749 §5.2 has no code for "too many attempts" (``slow_down`` belongs to the
+            # device flow, RFC 8628 §3.5): the status and Retry-After carry the meaning.
+            return oauth_response("invalid_request", exc.message, status=429, headers=headers)
         if status < 500:
             return oauth_response("invalid_request", exc.message, status=400)
         return oauth_response("temporarily_unavailable", "try again later", status=status)
