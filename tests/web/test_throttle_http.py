@@ -6,17 +6,21 @@ until the window ends."""
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from authstate.clock import FrozenClock
 from authstate.state import AuthState
-from authstate.stores import Store
+from authstate.stores import Store, open_store
 from authstate.web.app import create_app
 from tests.test_throttle import WINDOW_START, CountingHasher
+from tests.support import RedisServer
 from tests.web.api import BASE, PASSWORD, Api, api_settings
 
 EMAIL = "hana@example.com"
@@ -115,3 +119,43 @@ async def test_parallel_logins_across_accounts_are_bounded_per_ip(
         ))
         assert sorted(r.status_code for r in answers) == [401] * 7 + [429] * (GUESSES - 7)
         assert checked(api) - before == 7
+
+
+async def test_parallel_page_logins_are_bounded_then_429(store: Store, clock: FrozenClock) -> None:
+    clock.set(WINDOW_START)
+    async with service_on(store, clock) as api:
+        await api.add_user(EMAIL)
+        form = await api.client.get("/login")
+        found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert found is not None, form.text
+        before = checked(api)
+        answers = await asyncio.gather(*(
+            api.client.post("/login", data={"email": EMAIL, "password": f"wrong {n}",
+                                            "csrf_token": found.group(1)})
+            for n in range(GUESSES)
+        ))
+        assert sorted(r.status_code for r in answers) == [401] * 5 + [429] * (GUESSES - 5)
+        assert checked(api) - before == 5
+        refused = next(r for r in answers if r.status_code == 429)
+        assert refused.headers["retry-after"] == "900" and "Too many failed attempts" in refused.text
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+async def test_a_store_outage_refuses_logins_before_the_password_check(
+    redis_server: RedisServer, clock: FrozenClock
+) -> None:
+    """The throttle cannot count, so nobody gets to guess: 503, never a password check."""
+    store = await open_store(redis_server.url, clock=clock, namespace="throttle_outage")
+    try:
+        async with service_on(store, clock) as api:
+            await api.add_user(EMAIL)
+            before = checked(api)
+            redis_server.stop()
+            answers = await asyncio.gather(*(login(api, f"wrong {n}") for n in range(6)),
+                                           login(api, PASSWORD), grant(api, PASSWORD))
+            assert [r.status_code for r in answers] == [503] * 8
+            assert all("retry-after" in r.headers for r in answers[:7])
+            assert "access_token" not in answers[7].json()
+            assert checked(api) == before
+    finally:
+        await store.close()
