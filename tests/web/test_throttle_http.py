@@ -19,8 +19,8 @@ from authstate.clock import FrozenClock
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
 from authstate.web.app import create_app
-from tests.test_throttle import WINDOW_START, CountingHasher
 from tests.support import RedisServer
+from tests.test_throttle import WINDOW_START, CountingHasher
 from tests.web.api import BASE, PASSWORD, Api, api_settings
 
 EMAIL = "hana@example.com"
