@@ -244,3 +244,48 @@ async def test_several_processes_share_one_file(tmp_path: Path) -> None:
             ]
     finally:
         await store.close()
+
+
+TAKER = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    from authstate.stores import open_store
+
+    async def main(url, tries, go):
+        while not os.path.exists(go):
+            time.sleep(0.005)
+        store = await open_store(url)
+        taken = 0
+        for _ in range(tries):
+            if await store.incr_below("throttle", "gate", limit=20) is not None:
+                taken += 1
+        await store.close()
+        print(taken)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    """
+)
+
+
+async def test_incr_below_holds_the_limit_across_processes(tmp_path: Path) -> None:
+    """Processes racing for 20 slots on one file take exactly 20 between them."""
+    url = f"sqlite:///{tmp_path}/gate.db"
+    store = await open_store(url)  # migrate once, before the race
+    await store.close()
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", TAKER, url, "15", str(go)],
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    time.sleep(0.5)  # let the interpreters start, then release them at once
+    go.touch()
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    assert sum(int(out) for out in outputs) == 20
+    store = await open_store(url)
+    try:
+        record = await store.get("throttle", "gate")
+        assert record is not None and record.value == {"n": 20}
+    finally:
+        await store.close()
