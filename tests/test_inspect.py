@@ -357,6 +357,9 @@ def test_only_a_verified_token_exits_0() -> None:
     assert wrong.exit_code == 1
     assert json.loads(wrong.stdout)["verdict"] == "invalid"
     assert json.loads(wrong.stdout)["signature_checked"] is True
+    text = inspect(token, "--secret-stdin", "--at", str(NOW), input=STRONG)
+    assert "Signature  verified with the secret from stdin (HS256)" in text.stdout
+    assert "Result     valid" in text.stdout
     unsigned_expired = hs256_token(STRONG, {"sub": "u", "iat": NOW - 900, "exp": NOW - 600})
     assert inspect(unsigned_expired, "--at", str(NOW)).exit_code == 1  # wrong whatever the key
 

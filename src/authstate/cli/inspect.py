@@ -144,7 +144,8 @@ def render(result: dict[str, Any]) -> None:
             echo(f"  {name:<9} {info['utc']}  ({info['relative']})")
     sig = result["signature"]
     if sig["status"] == "verified":
-        echo(f"Signature  verified with key {sig['kid']} ({sig['alg']})")
+        by = "the secret from stdin" if sig["kid"] == "stdin" else f"key {sig['kid']}"
+        echo(f"Signature  verified with {by} ({sig['alg']})")
     elif sig["status"] == "cracked":
         echo(f"Signature  FORGEABLE: made with the guessable secret {sig['secret']!r} "
              f"({sig['alg']})")
