@@ -304,3 +304,240 @@ class _serve:
         self.server.shutdown()
         self.server.server_close()
 
+
+
+# --- issue 10 §5: an unchecked token is never called valid ----------------------------
+
+GPL_SECRETS = Path(__file__).parent / "vectors" / "jwt_tool_jwt-common.txt"  # GPL-3.0, test data
+
+
+def signed_with(secret: bytes | str, alg: str = "HS256", claims: dict[str, Any] | None = None,
+                kid: str = "k") -> str:
+    key = SigningKey.from_secret(secret, alg=alg, kid=kid, allow_weak=True)
+    body = claims or {"iss": "i", "sub": "s", "aud": "a", "jti": "j", "iat": NOW,
+                      "exp": NOW + 300}
+    return sign_compact(key, {"kid": kid, "typ": "JWT"}, json.dumps(body).encode())
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed entry point, as a shell script would run it."""
+    return subprocess.run(
+        [sys.executable, "-c", "from authstate.cli import main; main()", "inspect", *args],
+        capture_output=True, text=True, timeout=60, check=False, input=stdin,
+    )
+
+
+def test_a_token_without_a_key_is_unverified_not_valid() -> None:
+    token = hs256_token(STRONG)  # a strong secret: nothing to guess, nothing wrong
+    shell = run_cli(token, "--at", str(NOW))  # `authstate inspect "$T" && trust`
+    assert shell.returncode == 3, shell.stdout + shell.stderr
+    (verdict,) = [line for line in shell.stdout.splitlines() if line.startswith("Result")]
+    assert verdict.startswith("Result     unverified: the signature was not checked")
+    assert "Signature  NOT CHECKED" in shell.stdout
+    as_json = inspect(token, "--json", "--at", str(NOW))
+    assert as_json.exit_code == 3
+    report = json.loads(as_json.stdout)
+    assert report["valid"] is False and report["signature_checked"] is False
+    assert report["verdict"] == "unverified" and report["signature"]["status"] == "unchecked"
+    assert report["claims"]["sub"] == "s"  # still decoded and shown
+    # an asymmetric token without a key: nothing to guess either
+    es = AccessTokens(KeySet.generate("ES256", now=NOW), issuer="i", audience="a",
+                      clock=FrozenClock(NOW)).issue("u")[0]
+    assert inspect(es, "--at", str(NOW)).exit_code == 3
+
+
+def test_only_a_verified_token_exits_0() -> None:
+    token = hs256_token(STRONG)
+    good = inspect(token, "--secret-stdin", "--json", "--at", str(NOW), input=STRONG)
+    assert good.exit_code == 0, good.output
+    report = json.loads(good.stdout)
+    assert report["valid"] is True and report["verdict"] == "valid"
+    assert report["signature_checked"] is True
+    wrong = inspect(token, "--secret-stdin", "--json", "--at", str(NOW), input=STRONG[1:])
+    assert wrong.exit_code == 1
+    assert json.loads(wrong.stdout)["verdict"] == "invalid"
+    assert json.loads(wrong.stdout)["signature_checked"] is True
+    text = inspect(token, "--secret-stdin", "--at", str(NOW), input=STRONG)
+    assert "Signature  verified with the secret from stdin (HS256)" in text.stdout
+    assert "Result     valid" in text.stdout
+    unsigned_expired = hs256_token(STRONG, {"sub": "u", "iat": NOW - 900, "exp": NOW - 600})
+    assert inspect(unsigned_expired, "--at", str(NOW)).exit_code == 1  # wrong whatever the key
+
+
+def test_every_secret_of_an_attack_list_is_guessed_with_wordlist() -> None:
+    words = GPL_SECRETS.read_bytes().split(b"\n")
+    words = [w for w in words if w]
+    assert len(words) == 95
+    for number, word in enumerate(words):
+        alg = ("HS256", "HS384", "HS512")[number % 3]
+        token = signed_with(word, alg)
+        result = inspect(token, "--json", "--at", str(NOW), "--wordlist", str(GPL_SECRETS))
+        assert result.exit_code == 1, word
+        report = json.loads(result.stdout)
+        assert report["verdict"] == "invalid" and report["valid"] is False, word
+        assert report["signature"] == {"status": "cracked", "alg": alg,
+                                       "secret": word.decode()}, word
+        (finding,) = [f for f in report["findings"] if f["code"] == "weak_secret"]
+        assert finding["severity"] == "error" and repr(word.decode()) in finding["message"]
+    text = inspect(signed_with(words[-1]), "--at", str(NOW), "--wordlist", str(GPL_SECRETS))
+    assert "Signature  FORGEABLE" in text.stdout and repr(words[-1].decode()) in text.stdout
+    assert "Result     invalid" in text.stdout
+
+
+def test_the_shipped_list_guesses_common_secrets_without_a_wordlist() -> None:
+    for word in ("secret", "your-256-bit-secret", "changeme", "keyboard cat", "shhhhh",
+                 "password123"):
+        result = inspect(signed_with(word), "--json", "--at", str(NOW))
+        assert result.exit_code == 1, word
+        report = json.loads(result.stdout)
+        assert report["signature"]["status"] == "cracked", word
+        assert report["signature"]["secret"] == word
+        assert any(f["code"] == "weak_secret" and repr(word) in f["message"]
+                   for f in report["findings"])
+    # a secret only on the attack list is not guessed without it: unverified, exit 3
+    assert inspect(signed_with("My super secret key!"), "--at", str(NOW)).exit_code == 3
+
+
+def test_the_shipped_list_is_not_the_gpl_list() -> None:
+    from authstate.guessable_secrets import GUESSABLE_SECRETS
+
+    attack = set(GPL_SECRETS.read_text("utf-8").splitlines())
+    shared_long = {w for w in GUESSABLE_SECRETS if len(w) > 12 and w in attack}
+    # beyond everyday words, only secrets published as library defaults
+    assert shared_long <= {"your-256-bit-secret", "your-384-bit-secret",
+                           "your-512-bit-secret", "shhhhhhared-secret"}
+    assert len(set(GUESSABLE_SECRETS) & attack) < len(attack) // 3
+    assert len(GUESSABLE_SECRETS) < 500  # every inspection pays for it
+
+
+@pytest.mark.parametrize(
+    ("args", "verdict", "code"),
+    [
+        (["--issuer", "i", "--audience", "a"], "valid", None),
+        (["--issuer", "https://evil"], "invalid", "issuer_mismatch"),
+        (["--audience", "b"], "invalid", "audience_mismatch"),
+        (["--audience", "api2"], "valid", None),  # aud is a list holding it
+    ],
+)
+def test_issuer_and_audience(args: list[str], verdict: str, code: str | None) -> None:
+    claims = {"iss": "i", "sub": "s", "aud": ["a", "api2"], "jti": "j", "iat": NOW,
+              "exp": NOW + 300}
+    token = hs256_token(STRONG, claims)
+    result = inspect(token, "--secret-stdin", "--json", "--at", str(NOW), *args,
+                     input=STRONG)
+    report = json.loads(result.stdout)
+    assert report["verdict"] == verdict
+    assert result.exit_code == {"valid": 0, "invalid": 1}[verdict]
+    codes = {f["code"] for f in report["findings"]}
+    assert code is None or code in codes
+    # without the key a matching issuer proves nothing; a wrong one is still wrong
+    unkeyed = inspect(token, "--json", "--at", str(NOW), *args)
+    assert unkeyed.exit_code == (3 if verdict == "valid" else 1)
+
+
+def test_a_missing_audience_or_issuer_is_a_mismatch() -> None:
+    token = hs256_token(STRONG, {"sub": "s", "jti": "j", "iat": NOW, "exp": NOW + 300})
+    result = inspect(token, "--secret-stdin", "--json", "--at", str(NOW), "--issuer", "i",
+                     "--audience", "a", input=STRONG)
+    assert result.exit_code == 1
+    codes = {f["code"] for f in json.loads(result.stdout)["findings"]}
+    assert {"issuer_mismatch", "audience_mismatch"} <= codes
+
+
+def test_a_jwe_shows_its_protected_header_and_is_unverified() -> None:
+    protected = {"alg": "RSA-OAEP", "enc": "A256GCM", "kid": "enc-1"}
+    head = b64url_encode(json.dumps(protected).encode()).decode()
+    jwe = ".".join([head, "OKOawDo13gRp2ojaHV7LFpZcgV7T6DVZKTyKOMTYUmK",
+                    "48V1_ALb6US04U3b", "5eym8TW_c8SuK0ltJ3rpYIzOeDQz7TALvtu6UG9oMo4",
+                    "XFBoMYUZodetZdvTiFvSkQ"])
+    result = inspect(jwe)
+    assert result.exit_code == 3, result.output
+    assert '"enc": "A256GCM"' in result.stdout and '"kid": "enc-1"' in result.stdout
+    assert "cannot be decrypted or verified here" in result.stdout
+    report = json.loads(inspect(jwe, "--json").stdout)
+    assert report["kind"] == "jwe" and report["header"] == protected
+    assert report["valid"] is False and report["signature_checked"] is False
+    assert report["verdict"] == "unverified"
+    broken = inspect("e30." + jwe.split(".", 1)[1].replace("OKO", "!KO"))
+    assert broken.exit_code == 3  # only the header is read: the rest is opaque ciphertext
+    bad_head = inspect("bm90IGpzb24." + jwe.split(".", 1)[1])
+    assert bad_head.exit_code == 1 and "encrypted JWE" in bad_head.stderr
+
+
+def test_usage_errors_are_json_with_json(tmp_path: Path) -> None:
+    token = hs256_token(STRONG)
+    key = tmp_path / "k.jwk"
+    key.write_text(json.dumps(SigningKey.generate("EdDSA").private_jwk()))
+    huge = tmp_path / "huge.txt"
+    huge.write_bytes(b"a\n" * 1_000_001)
+    for args, stdin in [
+        (["--key", str(key), "--secret-stdin"], STRONG),
+        (["--at", "yesterday"], None),
+        (["--alg", "XS999"], None),
+        (["--wordlist", str(tmp_path / "missing.txt")], None),
+        (["--wordlist", str(huge)], None),
+        (["--bogus-option"], None),  # Click's own error
+    ]:
+        result = inspect(token, "--json", *args, input=stdin)
+        assert result.exit_code == 2, (args, result.output)
+        body = json.loads(result.stdout)
+        assert set(body) == {"error"} and body["error"]["code"] == "usage_error"
+        assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    missing = runner.invoke(app, ["inspect", "--json"])
+    assert missing.exit_code == 2
+    assert json.loads(missing.stdout)["error"]["code"] == "usage_error"
+    # and as a process: nothing but the JSON on stdout
+    shell = run_cli("--json", "--at", "never", token)
+    assert shell.returncode == 2 and json.loads(shell.stdout)["error"]["code"] == "usage_error"
+
+
+def test_help_documents_every_exit_status() -> None:
+    shown = runner.invoke(app, ["inspect", "--help"], env={"COLUMNS": "120"})
+    assert shown.exit_code == 0
+    text = " ".join(shown.stdout.split())
+    for status in ("0 valid", "1 invalid", "2 usage error", "3 unverified"):
+        assert status in text, status
+
+
+HOSTILE = {
+    "sub": "admin\u202e\u2066gnp.exe",  # bidi override and isolate: reads other than it is
+    "name": "\x1b[2J\x1b[31mYOU ARE PWNED\x07",  # clear screen, red, bell
+    "note": "[bold red]markup[/] \u200b",  # Rich markup, zero-width space
+    "zz\x1b]0;title\x07": 1,  # a control sequence in a claim name
+    "exp": NOW + 300,
+}
+
+
+def test_control_and_bidi_characters_are_escaped_on_the_terminal() -> None:
+    token = unsigned({"alg": "HS256", "kid": "k\u202e1"}, HOSTILE, b"sig")
+    result = inspect(token, "--at", str(NOW))
+    out = result.stdout
+    assert result.exit_code == 3
+    for raw in ("\x1b", "\x07", "\u202e", "\u2066", "\u200b"):
+        assert raw not in result.output, repr(raw)
+    assert "\\u202e" in out and "\\u001b" in out and "\\u200b" in out
+    assert "[bold red]markup[/]" in out  # printed as the text it is, never interpreted
+    as_json = inspect(token, "--json", "--at", str(NOW))
+    assert "\u202e" not in as_json.stdout and "\x1b" not in as_json.stdout
+    claims = json.loads(as_json.stdout)["claims"]
+    assert claims == HOSTILE  # the escapes are JSON's own: the values survive exactly
+    assert json.loads(as_json.stdout)["header"]["kid"] == "k\u202e1"
+
+
+def test_a_key_with_another_kid_gets_one_coherent_verdict(tmp_path: Path) -> None:
+    key = SigningKey.from_secret(STRONG, alg="HS256", kid="prod-2024")
+    path = tmp_path / "k.jwk"
+    path.write_text(json.dumps(key.private_jwk()))
+    token = signed_with(STRONG, kid="staging")  # same secret, another kid in the header
+    result = inspect(token, "--key", str(path), "--at", str(NOW))
+    assert result.exit_code == 0, result.output
+    assert "Signature  verified with key prod-2024 (HS256)" in result.stdout
+    assert "verified with key staging" not in result.stdout
+    assert result.stdout.count("differs from the token's") == 1
+    report = json.loads(inspect(token, "--key", str(path), "--json", "--at", str(NOW)).stdout)
+    assert report["signature"]["kid"] == "prod-2024" and report["verdict"] == "valid"
+    (finding,) = [f for f in report["findings"] if f["code"] == "kid_mismatch"]
+    assert finding["severity"] == "warning"
+    same = inspect(signed_with(STRONG, kid="prod-2024"), "--key", str(path), "--json",
+                   "--at", str(NOW))
+    assert "kid_mismatch" not in {f["code"] for f in json.loads(same.stdout)["findings"]}

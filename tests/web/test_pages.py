@@ -275,3 +275,30 @@ async def test_token_inspector(api: Api) -> None:
 
     refused = await api.client.post("/inspect", data={"token": jwt, "csrf_token": "nope"})
     assert refused.status_code == 403
+
+
+async def test_token_inspector_shows_a_jwe_header_and_escapes_hostile_claims(api: Api) -> None:
+    """The page says what ``authstate inspect`` says: a JWE is unverified (its protected
+    header shown), and bidi or control characters in claims are shown as escapes."""
+    import json
+
+    from authstate.jwt import b64url_encode
+
+    def part(value: object) -> str:
+        return b64url_encode(json.dumps(value).encode()).decode()
+
+    await page_login(api.client)
+    form = await api.client.get("/inspect")
+    jwe = ".".join([part({"alg": "dir", "enc": "A128GCM", "kid": "enc-9"}), "", "AAAA",
+                    "AAAA", "AAAA"])
+    shown = await api.client.post("/inspect", data={"token": jwe, "csrf_token": csrf_of(form)})
+    assert shown.status_code == 200
+    assert re.search(r'id="verdict"><span class="bad">unverified</span>', shown.text)
+    assert "A128GCM" in shown.text and "enc-9" in shown.text
+    assert "cannot be decrypted or verified here" in shown.text
+    claims = {"sub": "admin\u202egnp.exe"}
+    hostile = f"{part({'alg': 'EdDSA'})}.{part(claims)}.AAAA"
+    page = await api.client.post("/inspect", data={"token": hostile,
+                                                   "csrf_token": csrf_of(form)})
+    assert "\u202e" not in page.text and "\\u202e" in page.text
+    assert re.search(r'id="verdict"><span class="bad">invalid', page.text)

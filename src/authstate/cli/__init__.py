@@ -32,7 +32,7 @@ def _register() -> None:
     app.command("cleanup")(cleanup.cleanup_command)
     app.command("bench")(bench.bench_command)
     app.add_typer(keys_cli.app, name="keys")
-    app.command("inspect")(inspect_cli.inspect_command)
+    app.command("inspect", cls=inspect_cli.InspectCommand)(inspect_cli.inspect_command)
 
 
 _register()

@@ -1,14 +1,16 @@
 """``authstate inspect``: decode, verify and lint a JWT locally, instead of pasting it
 into a website.
 
-Exit status: 0 the token is valid (well formed, within its times, no error finding,
-and its signature verified when a key was given), 1 it is not, 2 usage error. A secret
+Exit status (so that ``authstate inspect "$T" && trust`` cannot accept a forgery):
+0 valid (signature verified with a key, claims good), 1 invalid or malformed, 2 usage
+error, 3 unverified (nothing wrong found, but the signature was not checked). A secret
 is only ever read from stdin, never from the command line (shell history, ``ps``).
+Everything printed goes through ``escape_text``: a token's author chooses its claims,
+and must not get to move the cursor or reverse text on the reader's terminal.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
@@ -17,18 +19,31 @@ from typing import Any
 
 import httpx
 import typer
+from typer.core import TyperCommand
 
 from authstate.errors import AuthstateError, UnusableKey
 from authstate.inspection import (
+    GUESS_MAX_WORDS,
     Malformed,
     decode,
+    escape_text,
+    jwe_header,
     report,
 )
 from authstate.keys import ALGORITHMS, KeySet, SigningKey
 
+try:  # Typer 0.24+ carries its own copy of Click, whose errors are not click's
+    from typer._click.core import Context
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover -- older Typer on the real Click
+    from click import Context, UsageError  # type: ignore[assignment]
+
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_UNVERIFIED = 3
+EXIT_CODES = {"valid": EXIT_VALID, "invalid": EXIT_INVALID, "unverified": EXIT_UNVERIFIED}
+WORDLIST_MAX_BYTES = 64 * 1024 * 1024  # with GUESS_MAX_WORDS, bounds a guess to seconds
 
 
 class Usage(Exception):
@@ -110,10 +125,17 @@ def load_jwks(source: str) -> KeySet:
         raise Usage(f"{source}: {error.message}") from None
 
 
+def _echo(text: str, *, err: bool = False) -> None:
+    typer.echo(escape_text(text), err=err)
+
+
 def render(result: dict[str, Any]) -> None:
-    echo = typer.echo
+    echo = _echo
     echo("Header")
     echo(json.dumps(result["header"], indent=2, ensure_ascii=False))
+    if result["kind"] == "jwe":
+        echo(f"Result     unverified: {result['signature']['message']}")
+        return
     echo("Claims")
     echo(json.dumps(result["claims"], indent=2, ensure_ascii=False))
     if result["times"]:
@@ -122,28 +144,57 @@ def render(result: dict[str, Any]) -> None:
             echo(f"  {name:<9} {info['utc']}  ({info['relative']})")
     sig = result["signature"]
     if sig["status"] == "verified":
-        echo(f"Signature  verified with key {sig['kid']} ({sig['alg']})")
+        by = "the secret from stdin" if sig["kid"] == "stdin" else f"key {sig['kid']}"
+        echo(f"Signature  verified with {by} ({sig['alg']})")
+    elif sig["status"] == "cracked":
+        echo(f"Signature  FORGEABLE: made with the guessable secret {sig['secret']!r} "
+             f"({sig['alg']})")
     elif sig["status"] == "invalid":
         echo(f"Signature  INVALID: {sig['message']}")
     else:
-        echo("Signature  not checked (give --key FILE, --secret-stdin or --jwks URL|FILE)")
-    if sig.get("note"):
-        echo(f"           note: {sig['note']}")
+        echo("Signature  NOT CHECKED (give --key FILE, --secret-stdin or --jwks URL|FILE)")
     if result["findings"]:
         echo("Findings")
         for finding in result["findings"]:
             echo(f"  {finding['severity']:<8} {finding['code']:<17} {finding['message']}")
-    if result["valid"]:
+    if result["verdict"] == "valid":
         echo("Result     valid")
+    elif result["verdict"] == "unverified":
+        echo("Result     unverified: the signature was not checked, so the claims are only "
+             "what anyone could have written")
     else:
         echo(f"Result     invalid: {result['problems'][0]}")
+
+
+def usage_error(message: str) -> dict[str, Any]:
+    """The ``--json`` shape of a usage error (exit 2), stable for scripts."""
+    return {"error": {"code": "usage_error", "message": message}}
+
+
+class InspectCommand(TyperCommand):
+    """Click's own usage errors (a missing token, an unknown option) answer in JSON too
+    when ``--json`` is on the command line, so a script parsing stdout never gets text."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        wants_json = "--json" in args  # before parsing, which consumes ``args``
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as error:
+            if not wants_json:
+                raise
+            _echo(json.dumps(usage_error(error.format_message()), ensure_ascii=False))
+            ctx.exit(EXIT_USAGE)
 
 
 KeyFileOption = typer.Option(
     None, "--key", help="Verify with this key file: PEM, OpenSSH, JWK or JWK Set."
 )
 WordlistOption = typer.Option(
-    None, "--wordlist", help="More known secrets, one per line, for the weak-secret lint."
+    None, "--wordlist",
+    help="More secrets to try, one per line: an HS* token given without a key is guessed "
+    "against the shipped list of common secrets, then these; with --secret-stdin they feed "
+    f"the weak-secret lint. At most {GUESS_MAX_WORDS} words, "
+    f"{WORDLIST_MAX_BYTES // (1024 * 1024)} MiB.",
 )
 
 
@@ -157,6 +208,12 @@ def inspect_command(
     alg: str | None = typer.Option(
         None, "--alg", help="The key's algorithm, for keys that do not say (RSA PEM, secret)."
     ),
+    issuer: str | None = typer.Option(
+        None, "--issuer", help="Expect this iss; another one makes the token invalid."
+    ),
+    audience: str | None = typer.Option(
+        None, "--audience", help="Expect this aud (or a list holding it); else invalid."
+    ),
     at: str | None = typer.Option(
         None, "--at", help="Judge the times at this instant (epoch seconds or ISO 8601)."
     ),
@@ -165,15 +222,45 @@ def inspect_command(
 ) -> None:
     """Decode a JWT, show its claims and times, verify it with a key, and lint it.
 
-    Exit status: 0 valid, 1 invalid (malformed, bad signature, expired, not yet valid,
-    or an error finding such as alg none or a guessable secret), 2 usage error.
+    Only a token whose signature was verified with a key you give is valid.
+    An HS* token without a key is tried against a list of guessable secrets.
+    An encrypted JWE shows its protected header only.
+
+    \b
+    Exit status:
+      0  valid: signature verified with the key given, claims good
+      1  invalid: malformed, bad signature, expired or not yet valid,
+         wrong issuer or audience, or an error finding (alg none,
+         a guessable secret, ...)
+      2  usage error (with --json: {"error": {"code", "message"}})
+      3  unverified: nothing wrong found, but the signature was not
+         checked (no key given, or an encrypted JWE)
     """
     try:
-        code = _inspect(token, key, secret_stdin, jwks, alg, at, wordlist, as_json)
+        code = _inspect(token, key, secret_stdin, jwks, alg, issuer, audience, at, wordlist,
+                        as_json)
     except Usage as error:
-        typer.echo(f"error: {error}", err=True)
+        if as_json:
+            _echo(json.dumps(usage_error(str(error)), ensure_ascii=False))
+        else:
+            _echo(f"error: {error}", err=True)
         code = EXIT_USAGE
     raise typer.Exit(code)
+
+
+def _read_wordlist(path: Path) -> list[bytes]:
+    """One secret per line (CR LF or LF; blank lines skipped), bounded in size."""
+    try:
+        if path.stat().st_size > WORDLIST_MAX_BYTES:
+            raise Usage(f"{path} is larger than {WORDLIST_MAX_BYTES // (1024 * 1024)} MiB")
+        data = path.read_bytes()
+    except OSError as error:
+        raise Usage(f"cannot read {path}: {error.strerror}") from None
+    words = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    words = [word for word in words if word]
+    if len(words) > GUESS_MAX_WORDS:
+        raise Usage(f"{path} holds {len(words)} words; at most {GUESS_MAX_WORDS} are tried")
+    return words
 
 
 def _inspect(
@@ -182,6 +269,8 @@ def _inspect(
     secret_stdin: bool,
     jwks: str | None,
     alg: str | None,
+    issuer: str | None,
+    audience: str | None,
     at: str | None,
     wordlist_path: Path | None,
     as_json: bool,
@@ -200,19 +289,18 @@ def _inspect(
     text = (sys.stdin.read() if stdin_token else token).strip()
     if text.lower().startswith("bearer "):
         text = text[7:].strip()
-    words: list[str] = []
-    if wordlist_path is not None:
-        try:
-            words = wordlist_path.read_text("utf-8", "replace").splitlines()
-        except OSError as error:
-            raise Usage(f"cannot read {wordlist_path}: {error.strerror}") from None
+    guesses = _read_wordlist(wordlist_path) if wordlist_path is not None else []
+    words = [word.decode("utf-8", "replace") for word in guesses]
     try:
-        header, _, _ = decode(text)
+        jwe = jwe_header(text)
+        header = jwe if jwe is not None else decode(text)[0]
     except Malformed as error:
         return _malformed(str(error), as_json)
     secret: bytes | None = None
     keys: KeySet | None = None
-    if key is not None:
+    if jwe is not None:
+        pass  # nothing to verify: the key, if any, could not decrypt it here
+    elif key is not None:
         keys = load_key_file(key, alg, header.get("alg"))
     elif jwks is not None:
         keys = load_jwks(jwks)
@@ -227,39 +315,25 @@ def _inspect(
                                                   allow_weak=True)])
         except AuthstateError as error:
             raise Usage(error.message) from None
-    note = None
-    if key is not None or secret_stdin:
-        keys, note = _bind_single(keys, header.get("kid"))
     try:
-        result = report(text, keys=keys, secret=secret, now=now, wordlist=words)
-        if note:
-            result["signature"]["note"] = note
+        result = report(text, keys=keys, secret=secret, now=now, wordlist=words,
+                        guesses=guesses, issuer=issuer, audience=audience,
+                        explicit_key=key is not None or secret_stdin)
     except Malformed as error:
         return _malformed(str(error), as_json)
     if as_json:
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        _echo(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     else:
         render(result)
-    return EXIT_VALID if result["valid"] else EXIT_INVALID
-
-
-def _bind_single(keys: KeySet | None, kid: object) -> tuple[KeySet | None, str | None]:
-    """A key given explicitly is the key to check with, whatever kid it carries."""
-    if keys is None or len(keys) != 1 or not isinstance(kid, str):
-        return keys, None
-    only = next(iter(keys))
-    if only.kid == kid:
-        return keys, None
-    note = None if only.kid == "stdin" else (
-        f"the key's kid {only.kid!r} differs from the token's; checked with it anyway")
-    return KeySet([dataclasses.replace(only, kid=kid)]), note
+    return EXIT_CODES[result["verdict"]]
 
 
 def _malformed(message: str, as_json: bool) -> int:
     if as_json:
-        typer.echo(json.dumps({"valid": False, "problems": [message],
-                               "error": {"code": "malformed_token", "message": message}}))
+        _echo(json.dumps({"verdict": "invalid", "valid": False, "signature_checked": False,
+                          "problems": [message],
+                          "error": {"code": "malformed_token", "message": message}},
+                         ensure_ascii=False))
     else:
-        typer.echo(f"malformed token: {message}", err=True)
+        _echo(f"malformed token: {message}", err=True)
     return EXIT_INVALID
-

@@ -366,7 +366,9 @@ async def inspect_submit(request: Request) -> Response:
 
 
 async def _inspect(state: AuthState, token: str) -> dict[str, Any]:
-    from authstate.inspection import Malformed, decode, report
+    """The CLI's report, with the same verdicts (``valid`` only when verified), checked
+    against this service's keys."""
+    from authstate.inspection import Malformed, escape_text, report
 
     try:
         accepted = (await state.authenticate_bearer(token)).method
@@ -375,17 +377,17 @@ async def _inspect(state: AuthState, token: str) -> dict[str, Any]:
     if looks_opaque(token):
         return {"kind": "opaque", "accepted": accepted}
     try:
-        decode(token)
         result = report(token, keys=state.keys, secret=None, now=state.clock.now(),
                         wordlist=[])
     except Malformed as error:
         return {"kind": "malformed", "accepted": accepted, "message": str(error)}
+    shown = {name: escape_text(json.dumps(result[name], indent=2, ensure_ascii=False))
+             for name in ("header", "claims") if name in result}
     return {
-        "kind": "jwt",
-        "accepted": accepted,
         **result,
-        "header_json": json.dumps(result["header"], indent=2, ensure_ascii=False),
-        "claims_json": json.dumps(result["claims"], indent=2, ensure_ascii=False),
+        "accepted": accepted,
+        "header_json": shown["header"],
+        "claims_json": shown.get("claims", ""),
     }
 
 
