@@ -143,6 +143,7 @@ class World:
     session_id: str
     jwt: str
     opaque: str
+    client: tuple[str, str]  # id and secret of an OAuth client, for /oauth/introspect
 
 
 def starlette_app(authenticators: list[Authenticator]) -> Starlette:
@@ -205,7 +206,7 @@ async def world(server: Server) -> AsyncIterator[World]:
         clients += apps
         yield World(
             state, browser, api, *apps, session_id=browser.cookies[COOKIE],
-            jwt=issued.json()["access_token"], opaque=opaque,
+            jwt=issued.json()["access_token"], opaque=opaque, client=(client.id, secret),
         )
     finally:
         for c in clients:
@@ -328,6 +329,9 @@ async def test_a_store_outage_is_503_on_every_path_and_never_a_logout(
         form = await w.browser.post("/logout", data={"csrf_token": "x"})
         assert_unavailable("cookie POST /logout", form)
         assert await websocket_by_cookie(w) == [{"type": "websocket.close", "code": 1013}]
+        asked = await w.api.post("/oauth/introspect", data={"token": w.opaque}, auth=w.client)
+        assert (asked.status_code, asked.json()["error"]) == (503, "temporarily_unavailable")
+        assert int(asked.headers["retry-after"]) > 0
         assert w.browser.cookies[COOKIE] == w.session_id, "the cookie jar is untouched"
         assert len(session_log(caplog, "session store unavailable")) == 1, "the outage is logged once"
         assert w.session_id not in caplog.text
