@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,16 +25,23 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server subprocess that keeps nothing on disk."""
+    """A redis-server subprocess that keeps nothing on disk, unless given ``data_dir``:
+    then every write is in its append-only file before it is acknowledged
+    (``appendfsync always``), so a killed and restarted server has all of it again."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, data_dir: Path | None = None) -> None:
         self.port = port
+        self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        persistence = (
+            ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always"]
+            if self.data_dir is not None else ["--appendonly", "no"]
+        )
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+             "--save", "", *persistence, "--daemonize", "no"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -11,7 +11,7 @@ from authstate.audit import AuditLog
 from authstate.bus.memory import MemoryBus
 from authstate.clock import FrozenClock
 from authstate.config import Settings
-from authstate.errors import InvalidToken
+from authstate.errors import InvalidToken, StoreUnavailable
 from authstate.metrics import Metrics
 from authstate.sessions import SessionManager
 from authstate.state import AuthState
@@ -176,7 +176,8 @@ async def test_store_errors_are_counted(redis_server: RedisServer, clock: Frozen
         session_id, _ = await state.sessions.create("u_1")
         redis_server.stop()
         for _ in range(3):
-            assert await state.authenticate_session(session_id) is None, "fails closed"
+            with pytest.raises(StoreUnavailable):  # fails closed, and is no "no session"
+                await state.authenticate_session(session_id)
         assert sample(m, "authstate_store_errors_total", operation="session") == 3
         event = await state.audit.record("login_failed")
         assert event.id is None, "not stored, but not raised either"

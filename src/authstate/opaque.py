@@ -94,7 +94,8 @@ class OpaqueTokens:
         return token, info
 
     async def lookup(self, token: object) -> OpaqueToken | None:
-        """The live token's record, or None (malformed, unknown, expired, revoked)."""
+        """The live token's record, or None (malformed, unknown, expired, revoked);
+        ``StoreUnavailable`` when the store cannot answer (never None for that)."""
         if not looks_like(token):
             return None
         assert isinstance(token, str)

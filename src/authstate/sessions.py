@@ -120,6 +120,9 @@ class SessionManager:
         self.touch_interval = touch_interval
         self.on_revoke = on_revoke
         self._outage = OutageLog(logger, "session store", on_failure=on_store_error)
+        self._touch_outage = OutageLog(
+            logger, "session store (last-seen writes)", on_failure=on_store_error
+        )
 
     async def create(
         self,
@@ -156,34 +159,45 @@ class SessionManager:
         return session_id, Session.from_record(Record(key, value, expires, user_id))
 
     async def lookup(self, session_id: object) -> Session | None:
-        """The live session for this ID, or None: unknown, expired, revoked, malformed and
-        store-down are the same answer (fail closed)."""
+        """The live session for this ID, or None: unknown, expired, revoked and malformed
+        are the same answer. A store that cannot answer raises ``StoreUnavailable``
+        instead, because "the store is down" is not "you are logged out": callers answer
+        503 and leave the cookie alone (security invariant 7). The outage is logged once
+        when it starts and once when it ends, not once per request."""
         if not valid_id(session_id):
             return None
         assert isinstance(session_id, str)
         key = digest(session_id)
         try:
             record = await self.store.get(KIND, key)
-            self._outage.recovered()
-            if record is None:
-                return None
-            session = Session.from_record(record)
-            now = self.clock.now()
-            if session.expires_at <= now:
-                return None
-            if now - session.last_seen >= self.touch_interval:
-                session = await self._touch(key, session, now) or session
-            return session
         except StoreUnavailable as error:
             self._outage.failed(error)
+            raise
+        self._outage.recovered()
+        if record is None:
             return None
+        session = Session.from_record(record)
+        now = self.clock.now()
+        if session.expires_at <= now:
+            return None
+        if now - session.last_seen >= self.touch_interval:
+            session = await self._touch(key, session, now)
+        return session
 
-    async def _touch(self, key: str, session: Session, now: float) -> Session | None:
+    async def _touch(self, key: str, session: Session, now: float) -> Session:
+        """Slide the idle expiry. A failed write does not fail the request: the session
+        was just read live, and a missed touch only means it slides at the next one (a
+        store that takes reads but not writes, such as a standby, keeps users in)."""
         idle = min(now + self.idle_timeout, session.absolute_expires_at)
-        record = await self.store.patch(
-            KIND, key, {"last_seen": now, "idle_expires_at": idle}, expires_at=idle
-        )
-        return Session.from_record(record) if record is not None else None
+        try:
+            record = await self.store.patch(
+                KIND, key, {"last_seen": now, "idle_expires_at": idle}, expires_at=idle
+            )
+        except StoreUnavailable as error:
+            self._touch_outage.failed(error)
+            return session
+        self._touch_outage.recovered()
+        return Session.from_record(record) if record is not None else session
 
     async def rotate(self, session_id: str) -> tuple[str, Session] | None:
         """Give the session a new ID (login, privilege change); the old ID dies at once."""

@@ -114,8 +114,9 @@ class AuthState:
 
     @timed_verify("session")
     async def authenticate_session(self, session_id: object) -> Identity | None:
-        """The identity behind a session cookie, or None (unknown, expired, revoked,
-        malformed and store-down are one answer)."""
+        """The identity behind a session cookie, or None (unknown, expired, revoked and
+        malformed are one answer). ``StoreUnavailable`` when the store cannot answer:
+        an outage is not a logout, so the caller fails closed without ending anything."""
         session = await self.sessions.lookup(session_id)
         if session is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -284,7 +285,8 @@ async def test_outage_fails_fast_and_the_pool_recovers(
                 await call()
             assert time.monotonic() - started < acquire + 1.5
             assert str(cluster.port) in str(info.value) or "connection" in str(info.value)
-        assert await sessions.lookup(sid) is None, "store down: fail closed"
+        with pytest.raises(StoreUnavailable):  # store down: fail closed, and no logout
+            await sessions.lookup(sid)
 
         cluster.start()
         deadline = time.monotonic() + 20
@@ -330,6 +332,33 @@ async def test_a_read_only_server_is_unavailable_for_writes(pg: PostgresStore) -
         await conn.execute("RESET default_transaction_read_only")
     finally:
         await pg._pool.putconn(conn)
+
+
+async def test_a_read_only_server_keeps_sessions_in(
+    pg: PostgresStore, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session whose last-seen write fails (a standby) is still served from the read:
+    the idle expiry slides at the next touch that can write, and nobody is logged out."""
+    caplog.set_level(logging.WARNING, logger="authstate.sessions")
+    sessions = SessionManager(pg, clock=clock, touch_interval=60)
+    sid, created = await sessions.create("alice")
+    clock.advance(120)
+    conn = await pg._pool.getconn()
+    try:
+        await conn.execute("SET default_transaction_read_only = on")
+    finally:
+        await pg._pool.putconn(conn)
+    found = await sessions.lookup(sid)
+    assert found is not None and found.user_id == "alice"
+    assert found.last_seen == created.last_seen, "the write failed, the read still counts"
+    assert [r.getMessage() for r in caplog.records if "last-seen" in r.getMessage()]
+    conn = await pg._pool.getconn()
+    try:
+        await conn.execute("RESET default_transaction_read_only")
+    finally:
+        await pg._pool.putconn(conn)
+    touched = await sessions.lookup(sid)
+    assert touched is not None and touched.last_seen == clock.now()
 
 
 @pytest.mark.parametrize("value", [{"s": "a\x00b"}, {"a\x00": 1}, {"n": float("nan")}])

@@ -158,7 +158,7 @@ def redis_server() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         proc.wait(5)
 
 
-async def test_store_outage_fails_closed_with_503_and_401(redis_server: tuple[subprocess.Popen[bytes], int]) -> None:
+async def test_store_outage_fails_closed_with_503(redis_server: tuple[subprocess.Popen[bytes], int]) -> None:
     proc, port = redis_server
     async with running(store=f"redis://127.0.0.1:{port}/0") as api:
         await api.add_user("alice@example.com")
@@ -172,12 +172,13 @@ async def test_store_outage_fails_closed_with_503_and_401(redis_server: tuple[su
         health = await api.client.get("/healthz")
         assert_problem(health, 503, "store_unavailable")
         me = await api.client.get("/auth/me")
-        assert me.status_code == 401
+        assert_problem(me, 503, "store_unavailable")  # an outage is not a logout (was 401)
+        assert me.headers["retry-after"] and "set-cookie" not in me.headers
         login = await api.client.post("/auth/login", json={"email": "alice@example.com", "password": PASSWORD})
         assert login.status_code == 503 and "Traceback" not in login.text
         async with api.new_client() as fresh:
             by_token = await fresh.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
-        assert by_token.status_code in (401, 503)
+        assert by_token.status_code == 503 and by_token.headers["retry-after"]
         assert time.monotonic() - started < 10
 
 

@@ -182,7 +182,7 @@ async def test_metrics_count_store_errors_and_still_scrape() -> None:
             await api.add_user(ALICE)
             await api.login(ALICE)
             server.stop()
-            assert (await api.client.get("/auth/me")).status_code == 401, "fails closed"
+            assert (await api.client.get("/auth/me")).status_code == 503, "fails closed, no logout"
             down = await api.client.post("/auth/login", json={"email": ALICE, "password": "whatever it is"})
             assert down.status_code == 503
             scraped = await api.client.get("/metrics")

@@ -4,8 +4,9 @@ A request with an ``Authorization: Bearer`` header is judged by that token alone
 token is a 401, never a fallback to the cookie); otherwise by the session cookie, and an
 unsafe method authenticated by the cookie must pass the CSRF check (``web/csrf.py``).
 Missing, unknown, expired, revoked and malformed credentials all end in the same 401; a
-store or bus that cannot answer fails closed too (401 for a cookie, whose lookup cannot
-tell; 503 for a bearer token whose revocation cannot be checked).
+store or bus that cannot answer fails closed with 503 and ``Retry-After`` (its
+``StoreUnavailable`` or ``BusUnavailable`` goes on to ``web/problems.py``), for a cookie
+as for a bearer token, and the cookie is left as it is: an outage is not a logout.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ async def session_identity(
     request: Request, state: AuthState
 ) -> tuple[str, Session, Identity] | None:
     """The session cookie's ID, its live session and the identity behind it; None when
-    there is no cookie or its session is unknown, expired or revoked. The one reading of
-    the cookie for the JSON API and the pages."""
+    there is no cookie or its session is unknown, expired or revoked; ``StoreUnavailable``
+    when the store cannot say. The one reading of the cookie for the JSON API and the
+    pages."""
     session_id = read_session_id(request, state.settings)
     if session_id is None:
         return None

@@ -2,9 +2,10 @@
 middleware has already said who is calling.
 
 ``CurrentIdentity`` (or ``Depends(require_identity)``) answers 401 with a
-``WWW-Authenticate`` challenge (RFC 6750 §3) when nobody is, 403 when a cookie-
-authenticated change failed the CSRF check, and 503 when the store or an upstream did not
-answer; ``require_scopes("orders:read")`` adds RFC 6750's ``insufficient_scope`` 403.
+``WWW-Authenticate`` challenge (RFC 6750 §3) when nobody is and 403 when a cookie-
+authenticated change failed the CSRF check (a store or upstream that did not answer is
+already a 503 from the middleware, which never lets the request reach the route);
+``require_scopes("orders:read")`` adds RFC 6750's ``insufficient_scope`` 403.
 ``optional_identity`` is for routes that serve everyone but greet the logged-in.
 """
 
@@ -17,7 +18,7 @@ from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
 from authstate.identity import Identity
-from authstate.web.middleware import AuthInfo, bearer_challenge
+from authstate.web.middleware import RETRY_AFTER, AuthInfo, bearer_challenge
 
 
 def _auth(connection: HTTPConnection) -> AuthInfo:
@@ -40,7 +41,8 @@ async def require_identity(connection: HTTPConnection) -> Identity:
     if info.error == "csrf_failed":
         raise HTTPException(403, "the CSRF check failed")
     if info.error == "unavailable":
-        raise HTTPException(503, "authentication is unavailable", headers={"Retry-After": "5"})
+        raise HTTPException(503, "authentication is unavailable",
+                            headers={"Retry-After": str(RETRY_AFTER)})
     error = "invalid_token" if info.error == "invalid_token" and info.bearer else None
     raise HTTPException(
         401, "authentication required", headers={"WWW-Authenticate": bearer_challenge(error)}

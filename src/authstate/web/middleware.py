@@ -9,6 +9,14 @@ what needs a login (``web/dependencies.py`` for FastAPI). ``AuthInfo.error`` say
 presented credential was not accepted, in one word per HTTP answer, never which check
 failed (unknown, expired and revoked look the same to the caller).
 
+One exception: a credential that could not be checked because the store, the bus, the
+keys or the introspection endpoint did not answer (and no other credential succeeded)
+is answered here, with 503, ``Retry-After`` and an RFC 9457 problem detail (a WebSocket
+is closed with 1013, "try again later"). Passing it on as anonymous would let the app
+treat an outage as a logout (a login redirect, a cleared cookie); the middleware never
+sets or clears a cookie itself, so the browser keeps its session for when the store is
+back.
+
 The authenticators:
 
 - ``SessionCookie(state)``: the session cookie, looked up through ``AuthState``. An
@@ -26,9 +34,10 @@ and, given a client's credentials, ``Introspection``, both at a running ``authst
 
 An authenticator returns ``None`` when the request carries no credential of its kind, an
 ``Identity`` when it carries a good one, and raises ``InvalidToken`` for a bad one; a
-store or upstream that does not answer fails closed (``error="unavailable"``). A bad
-credential does not end the search: a stale cookie beside a good bearer token (or the
-reverse) authenticates by the good one, and the CSRF rule still holds for a cookie.
+store or upstream that does not answer raises its ``*Unavailable`` error, and the
+middleware fails closed with 503 (above). A bad credential does not end the search: a
+stale cookie beside a good bearer token (or the reverse) authenticates by the good one,
+and the CSRF rule still holds for a cookie.
 
 The per-request path reads the headers once, lazily; a session costs one store read
 (``SessionCookie(cache_seconds=...)`` trades a bounded delay on rotation for none), a
@@ -38,6 +47,7 @@ JWT a verify whose result ``AuthState`` caches, with revocation checked in memor
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -83,6 +93,9 @@ ACCESS_TOKEN_TYPES = ("bearer", "access_token")  # RFC 7662 §2.2 token_type, RF
 BEARER_MAX = 8192  # a header this long is an attack or a bug, not a token
 TOKEN68 = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1 b64token
 REALM = "authstate"
+RETRY_AFTER = 5  # seconds; a blip usually heals within it, and clients retry no faster
+PROBLEM_JSON = "application/problem+json"  # RFC 9457 §3
+PROBLEM_TYPE = "urn:authstate:problem:"
 
 
 def bearer_challenge(error: str | None = None, scopes: Sequence[str] = ()) -> str:
@@ -134,6 +147,7 @@ class AuthInfo:
     scopes: tuple[str, ...] = ()
     error: Failure | None = None
     bearer: bool = False
+    cause: str | None = None  # with error="unavailable": the error code, store_unavailable...
 
     @property
     def method(self) -> str | None:
@@ -514,6 +528,9 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             user, info = await self.authenticate(scope)
+            if info.error == "unavailable" and info.identity is None:
+                await unavailable(scope, send, info.cause or "store_unavailable")
+                return
             scope["user"] = user
             scope["auth"] = info
         await self.app(scope, receive, send)
@@ -522,6 +539,7 @@ class AuthMiddleware:
         """The caller behind this request, as ``(scope["user"], scope["auth"])``."""
         credentials = Credentials(scope)
         error: Failure | None = None
+        cause: str | None = None
         for authenticator in self.authenticators:
             try:
                 identity = await authenticator.authenticate(credentials)
@@ -531,8 +549,10 @@ class AuthMiddleware:
             except InvalidToken:
                 error = error or "invalid_token"
                 continue
-            except (StoreUnavailable, BusUnavailable, KeysUnavailable, UpstreamUnavailable):
-                error = "unavailable"
+            except (
+                StoreUnavailable, BusUnavailable, KeysUnavailable, UpstreamUnavailable
+            ) as failure:
+                error, cause = "unavailable", cause or failure.code
                 continue
             if identity is not None:
                 return AuthUser(identity), AuthInfo(
@@ -543,4 +563,35 @@ class AuthMiddleware:
         presented = credentials.bearer is not None or credentials.bearer_error
         if presented:
             error = error or "invalid_token"
-        return ANONYMOUS, AuthInfo(error=error, bearer=presented)
+        return ANONYMOUS, AuthInfo(error=error, bearer=presented, cause=cause)
+
+
+def problem_body(status: int, code: str, title: str, detail: str = "") -> bytes:
+    """An RFC 9457 problem document as the service writes them (``web/problems.py``)."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE + code, "title": title, "status": status,
+                            "code": code}
+    if detail:
+        body["detail"] = detail
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def unavailable(scope: Scope, send: Send, code: str) -> None:
+    """Fail closed while a backing service is down: 503 with ``Retry-After`` and a
+    problem detail, and no ``Set-Cookie`` (the session outlives the outage); a WebSocket
+    is closed with 1013 (RFC 6455 §7.4.2 registry: try again later)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    body = problem_body(503, code, "Service unavailable",
+                        "authentication is unavailable; try again shortly")
+    await send({
+        "type": "http.response.start",
+        "status": 503,
+        "headers": [
+            (b"content-type", PROBLEM_JSON.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER).encode()),
+            (b"cache-control", b"no-store"),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,9 @@ POST is a 303 to a page (post/redirect/get) or the form again with what went wro
 
 Pages are for browsers: they read only the session cookie (never a bearer token), and a
 request without a live session, revoked from another device for instance, lands on the
-login page at its next navigation.
+login page at its next navigation. A store that cannot answer is not a dead session: every
+page then answers a 503 page with ``Retry-After`` and leaves the cookie alone, so the
+browser is still logged in when the store is back (``PageRoute``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +28,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from authstate.errors import (
@@ -48,6 +52,7 @@ from authstate.web.cookies import (
     set_session_cookie,
 )
 from authstate.web.login import login
+from authstate.web.middleware import RETRY_AFTER
 from authstate.web.problems import Problem
 
 LOGIN_CSRF_COOKIE = "authstate_login_csrf"
@@ -69,7 +74,27 @@ HEADERS = {
 }
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-router = APIRouter(include_in_schema=False)
+
+
+class PageRoute(APIRoute):
+    """A page route that answers an outage of the store or the bus with the 503 page.
+
+    Caught once here rather than in each page, so no page can mistake "the store did not
+    answer" for "no session" and redirect to the login page clearing the cookie."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (StoreUnavailable, BusUnavailable):
+                return _unavailable(request)
+
+        return guarded
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +117,19 @@ def _render(
         request, name, context, status_code=status_code, headers=HEADERS
     )
     assert isinstance(response, HTMLResponse)
+    return response
+
+
+def _unavailable(request: Request) -> HTMLResponse:
+    """The 503 page: no ``Set-Cookie`` at all, so the session cookie stays as it was."""
+    response = _render(
+        request, "error.html",
+        {"title": "Temporarily unavailable", "visitor": None, "csrf_token": "",
+         "message": "The service cannot check your session right now. You are still "
+                    "logged in: reload this page in a few seconds."},
+        status_code=503,
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
 
 
@@ -139,10 +177,7 @@ async def _visitor(request: Request, state: AuthState) -> Visitor | None:
     if by_cookie is None:
         return None
     session_id, session, identity = by_cookie
-    try:
-        user = await state.users.get(identity.user_id)
-    except StoreUnavailable:
-        return None
+    user = await state.users.get(identity.user_id)
     return Visitor(session_id, session, user) if user is not None else None
 
 
@@ -256,6 +291,7 @@ async def login_submit(request: Request) -> Response:
         )
     except StoreUnavailable:
         return _login_page(request, state, next_url=next_url, email=email, status_code=503,
+                           retry_after=RETRY_AFTER,
                            error="The service is unavailable. Please try again shortly.")
     response = _see_other(next_url)
     set_session_cookie(

@@ -27,12 +27,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authstate import errors
-from authstate.web.middleware import bearer_challenge
+from authstate.web.middleware import PROBLEM_JSON, PROBLEM_TYPE, RETRY_AFTER, bearer_challenge
 
 logger = logging.getLogger("authstate.web")
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_PREFIX = "urn:authstate:problem:"
+TYPE_PREFIX = PROBLEM_TYPE  # one spelling, shared with the framework-free middleware
 OAUTH_PREFIX = "/oauth/"
 
 STATUS: dict[str, int] = {
@@ -198,14 +197,17 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
             return oauth_response("invalid_request", exc.message, status=429, headers=headers)
         if status < 500:
             return oauth_response("invalid_request", exc.message, status=400)
-        return oauth_response("temporarily_unavailable", "try again later", status=status)
+        if status == 503:
+            headers["Retry-After"] = str(RETRY_AFTER)
+        return oauth_response("temporarily_unavailable", "try again later", status=status,
+                              headers=headers)
     if isinstance(exc, UNAUTHENTICATED):
         return render(unauthenticated(token_presented=True))
     if status >= 500:
         if status == 503:
             logger.warning("%s on %s %s", exc.code, request.method, request.url.path)
             return problem_response(status, exc.code, "a backing service is unavailable",
-                                    headers={"Retry-After": "5"})
+                                    headers={"Retry-After": str(RETRY_AFTER)})
         logger.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.message)
         return problem_response(status, "internal_error", "an internal error occurred")
     return problem_response(status, exc.code, exc.message, headers=headers)
