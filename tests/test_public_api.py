@@ -72,7 +72,7 @@ def test_each_name_is_the_one_its_module_defines() -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError):
-        authstate.FrozenClock  # noqa: B018 - the access is the test
+        authstate.FrozenClock
     with pytest.raises(ImportError):
         exec("from authstate import no_such_name", {})
 

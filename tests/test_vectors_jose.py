@@ -32,6 +32,7 @@ from authstate.jwt import check_times, sign_compact, verify_compact
 from authstate.keys import KeySet, SigningKey, thumbprint, weak_secret_reason
 from tests.conftest import VECTORS
 
+
 def load(name: str) -> Any:
     return json.loads((VECTORS / name).read_text("utf-8"))
 
