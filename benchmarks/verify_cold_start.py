@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/verify_cold_start.py [--runs 21] [--alg EdDSA] [--json]
 
 Every sample is a fresh interpreter (``python -E -c ...``), as a new Lambda instance is.
-Import rows time the import statement inside the child (``perf_counter`` around it) and,
-separately, the whole child process from the parent (interpreter start-up included);
+Import rows time the import statement inside the child, elapsed (``perf_counter``) and in
+CPU time (``process_time``: on a shared machine, time spent descheduled while other jobs
+run is not the import's cost), and, separately, the whole child process from the parent
+(interpreter start-up included);
 contenders are interleaved run by run so a busy shared machine weighs on all alike. The
 floors are ``pass`` (the interpreter alone) and ``import jwt`` (PyJWT with its
 ``cryptography`` algorithms, which any verifier on PyJWT pays for).
@@ -50,10 +52,10 @@ IMPORTS = {
 
 IMPORT_CHILD = """
 import time
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 {statement}
-t1 = time.perf_counter()
-print((t1 - t0) * 1000)
+t1, c1 = time.perf_counter(), time.process_time()
+print((t1 - t0) * 1000, (c1 - c0) * 1000)
 """
 
 FIRST_VERIFY_CHILD = """
@@ -144,6 +146,7 @@ def main() -> int:
     server = JWKSServer(keys.public_jwks())
 
     inside: dict[str, list[float]] = {name: [] for name in IMPORTS}
+    cpu: dict[str, list[float]] = {name: [] for name in IMPORTS}
     process: dict[str, list[float]] = {name: [] for name in IMPORTS}
     phases: dict[str, list[float]] = {}
     verify_code = FIRST_VERIFY_CHILD.format(issuer=ISSUER, audience=AUDIENCE)
@@ -154,7 +157,9 @@ def main() -> int:
         for _ in range(args.runs):
             for name, statement in IMPORTS.items():
                 out, wall = child(IMPORT_CHILD.format(statement=statement))
-                inside[name].append(float(out))
+                elapsed, spent = map(float, out.split())
+                inside[name].append(elapsed)
+                cpu[name].append(spent)
                 process[name].append(wall)
             out, _ = child(verify_code, server.url, token, jwks)
             for phase, ms in json.loads(out).items():
@@ -169,24 +174,30 @@ def main() -> int:
         "runs": args.runs,
         "alg": args.alg,
         "jwks_fetches": server.hits,
+        "load_average": os.getloadavg(),
         "import_ms": {n: statistics.median(v) for n, v in inside.items()},
+        "import_cpu_ms": {n: statistics.median(v) for n, v in cpu.items()},
         "process_ms": {n: statistics.median(v) for n, v in process.items()},
         "first_verify_ms": {n: statistics.median(v) for n, v in phases.items()},
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"Python {result['python']}, {result['cpus']} CPUs, {args.runs} fresh interpreters "
-          f"per row, medians in ms, {args.alg} token")
-    print(f"\n{'import (fresh interpreter)':48} {'import':>9} {'process':>9}")
+    load = ", ".join(f"{x:.1f}" for x in result["load_average"])
+    print(f"Python {result['python']}, {result['cpus']} CPUs (load average {load}), "
+          f"{args.runs} fresh interpreters per row, medians in ms, {args.alg} token")
+    print(f"\n{'import (fresh interpreter)':48} {'import':>9} {'cpu':>9} {'process':>9}")
     for name in IMPORTS:
-        print(f"{name:48} {result['import_ms'][name]:9.1f} {result['process_ms'][name]:9.1f}")
+        print(f"{name:48} {result['import_ms'][name]:9.1f} "
+              f"{result['import_cpu_ms'][name]:9.1f} {result['process_ms'][name]:9.1f}")
     print(f"\n{'first verification (fresh interpreter)':48} {'ms':>9}")
     for name, ms in result["first_verify_ms"].items():
         print(f"{name:48} {ms:9.2f}")
-    target = result["import_ms"]["import authstate.verifier"]
-    print(f"\nimport authstate.verifier: {target:.1f} ms (target < 100 ms: "
-          f"{'met' if target < 100 else 'NOT met'})")
+    wall = result["import_ms"]["import authstate.verifier"]
+    spent = result["import_cpu_ms"]["import authstate.verifier"]
+    print(f"\nimport authstate.verifier: {wall:.1f} ms elapsed, {spent:.1f} ms CPU "
+          f"(target < 100 ms: {'met' if wall < 100 else 'not met'} elapsed, "
+          f"{'met' if spent < 100 else 'not met'} in CPU time)")
     return 0
 
 
