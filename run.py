@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run authstate with nothing but Python 3.11+ and git.
 
-    python3 run.py serve [ARGS...]   create .venv, install authstate, start `authstate serve`
+    python3 run.py serve [ARGS...]   create .venv, install authstate[server], start `authstate serve`
     python3 run.py test [PYTEST ARGS...]   create .venv, install authstate[dev], run the tests
     python3 run.py lint              ruff and mypy --strict, as CI runs them
 
@@ -31,7 +31,7 @@ def ensure(extra: str) -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     spec = f".[{extra}]" if extra else "."
     fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
-    stamp = VENV / f".installed-{extra or 'base'}"
+    stamp = VENV / f".installed-{extra.replace(',', '-') or 'base'}"
     if stamp.exists() and stamp.read_text() == fingerprint:
         return
     print(f"installing authstate{spec[1:]} into .venv …", flush=True)
@@ -41,13 +41,25 @@ def ensure(extra: str) -> None:
     stamp.write_text(fingerprint)
 
 
+def serve_extras(args: list[str]) -> str:
+    """The extras `serve` needs: the service, plus the engine of a Redis or PostgreSQL
+    store or bus named in the arguments or the environment (SQLite is in the core)."""
+    named = " ".join([*args, os.environ.get("AUTHSTATE_STORE", ""), os.environ.get("AUTHSTATE_BUS", "")])
+    extras = ["server"]
+    if any(f"{scheme}://" in named for scheme in ("redis", "rediss", "unix")):
+        extras.append("redis")
+    if any(f"{scheme}://" in named for scheme in ("postgresql", "postgres")):
+        extras.append("postgres")
+    return ",".join(extras)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("serve", "test", "lint"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
     if command == "serve":
-        ensure("")
+        ensure(serve_extras(rest))
         return subprocess.call([str(BIN / "authstate"), "serve", *rest], cwd=os.getcwd())
     ensure("dev")
     if command == "lint":

@@ -21,13 +21,11 @@ from authstate.clock import FrozenClock
 from authstate.jwt import AccessTokens, b64url_encode, sign_compact
 from authstate.keys import KeySet, SigningKey
 from authstate.lint import humanize, relative
-from tests.conftest import VECTORS
 from tests.test_vectors_jose import PUBLISHED_RANDOM_LOOKING, RFC7515, common_secrets
 
 runner = CliRunner()
 NOW = 1_800_000_000
 STRONG = "Zq3L8vR2nW5yT1xK7mB4cH9gF6dJ0sA2eU5iO8pQ3rE"
-needs_vectors = pytest.mark.skipif(not VECTORS.is_dir(), reason="public vectors not found")
 
 
 def inspect(*args: str, input: str | None = None) -> Any:
@@ -56,7 +54,6 @@ def rfc_a1(tmp_path: Path) -> tuple[str, Path]:
     return example["compact"], key
 
 
-@needs_vectors
 def test_rfc7515_example_verifies_with_its_key(rfc_a1: tuple[str, Path]) -> None:
     token, key = rfc_a1
     result = inspect(token, "--key", str(key), "--at", "1300819370")
@@ -69,7 +66,6 @@ def test_rfc7515_example_verifies_with_its_key(rfc_a1: tuple[str, Path]) -> None
     assert late.exit_code == 1 and "expired 3 h ago" in late.stdout
 
 
-@needs_vectors
 def test_rfc7515_example_without_a_pinned_clock_is_expired(rfc_a1: tuple[str, Path]) -> None:
     token, key = rfc_a1
     result = inspect(token, "--key", str(key))
@@ -77,7 +73,6 @@ def test_rfc7515_example_without_a_pinned_clock_is_expired(rfc_a1: tuple[str, Pa
     assert "Result     invalid: expired" in result.stdout and " y " in result.stdout
 
 
-@needs_vectors
 def test_json_output_from_stdin(tmp_path: Path) -> None:
     example = RFC7515["RFC7515_A3"]
     key = tmp_path / "a3.jwk"
@@ -113,7 +108,6 @@ def test_weak_secret_is_an_error_finding() -> None:
     assert weak["severity"] == "error" and "commonly used" in weak["message"]
 
 
-@needs_vectors
 def test_every_common_secret_is_flagged_by_the_lint(tmp_path: Path) -> None:
     wordlist = tmp_path / "words.txt"
     words = common_secrets()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from authstate.sessions import Session
 
 Method = Literal["session", "jwt", "opaque"]
+# The default for claims: read-only, so the one object every Identity shares cannot be
+# changed through one of them (a mutable {} default would be shared and writable).
+NO_CLAIMS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Identity(NamedTuple):
@@ -20,5 +25,5 @@ class Identity(NamedTuple):
     expires_at: float
     sid: str | None = None
     scope: tuple[str, ...] = ()
-    claims: dict[str, Any] = {}  # never mutated; callers pass their own dict
+    claims: Mapping[str, Any] = NO_CLAIMS
     session: Session | None = None

@@ -18,7 +18,8 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from authstate.clock import Clock, SystemClock
@@ -48,6 +49,9 @@ def valid_id(session_id: object) -> bool:
 
 
 _new_tuple = tuple.__new__
+# The default for Session.data: read-only, so the one object every Session shares cannot
+# be changed through one of them (a mutable {} default would be shared and writable).
+NO_DATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class Session(NamedTuple):
@@ -69,7 +73,7 @@ class Session(NamedTuple):
     auth_time: float
     ip: str | None = None
     user_agent: str | None = None
-    data: dict[str, Any] = {}  # never mutated; from_record passes a fresh dict
+    data: Mapping[str, Any] = NO_DATA  # read-only when defaulted; from_record passes a fresh dict
 
     @property
     def expires_at(self) -> float:

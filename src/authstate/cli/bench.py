@@ -1,19 +1,28 @@
-"""``authstate bench``: sessions, JWTs and opaque tokens measured side by side, here."""
+"""``authstate bench``: sessions, JWTs and opaque tokens measured side by side, here.
+
+The bench serves the models over HTTP, so it needs the ``server`` extra; its modules are
+imported when the command runs, so that the other commands work on the core install.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from authstate.bench.plan import ALGORITHMS, BenchConfig, parse_algorithms, parse_duration
-from authstate.bench.report import table, write_json
-from authstate.bench.runner import BenchResult, run_bench
 from authstate.cli.runner import console, err_console, fail, run
 from authstate.config import Settings
 from authstate.errors import InvalidInput, MissingDependencyError
+from authstate.extras import require
+
+if TYPE_CHECKING:
+    from authstate.bench.runner import BenchResult
+
+# authstate.bench.plan.ALGORITHMS (which imports the server), kept equal by a test
+ALGORITHMS_DEFAULT = "EdDSA,ES256,RS256,HS256"
 
 TABLE_WIDTH = 150
 
@@ -44,7 +53,7 @@ def bench_command(
         show_default=False,
     ),
     algorithms: str = typer.Option(
-        ",".join(ALGORITHMS), "--algorithms", metavar="ALGS",
+        ALGORITHMS_DEFAULT, "--algorithms", metavar="ALGS",
         help="JWT algorithms, comma-separated.",
     ),
     duration: str = typer.Option(
@@ -64,6 +73,14 @@ def bench_command(
 ) -> None:
     """Measure every authentication model on this machine: cost per request (in process
     and over HTTP), bytes on the wire, revocation delay and server state per user."""
+    try:
+        require("server")
+    except MissingDependencyError as error:
+        raise fail(error.message) from None
+    from authstate.bench.plan import BenchConfig, parse_algorithms, parse_duration
+    from authstate.bench.report import table, write_json
+    from authstate.bench.runner import run_bench
+
     try:
         config = BenchConfig(
             stores=tuple(store),
@@ -108,5 +125,6 @@ def bench_command(
         console.print(f"wrote {out / 'results.png'}", highlight=False)
     except MissingDependencyError:
         err_console.print(
-            "results.png needs matplotlib: pip install 'authstate[bench]'", highlight=False
+            "results.png needs matplotlib: pip install 'authstate[bench]'", highlight=False,
+            markup=False,
         )

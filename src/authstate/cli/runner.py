@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from authstate.audit import bind_origin
 from authstate.config import Settings
@@ -35,7 +36,8 @@ JsonOption = typer.Option(False, "--json", help="Print JSON for machines.")
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message is text, and "pip install 'authstate[redis]'" is not Rich markup
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -21,7 +21,8 @@ import typer
 
 from authstate.cli.runner import EXIT_USAGE, StoreOption, fail
 from authstate.config import Settings
-from authstate.errors import AuthstateError, ConfigurationError
+from authstate.errors import AuthstateError, ConfigurationError, MissingDependencyError
+from authstate.extras import require
 from authstate.logs import configure_logging
 from authstate.state import AuthState
 from authstate.stores import redact_url
@@ -85,6 +86,10 @@ def serve_command(
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Run the authstate HTTP service (API, pages, metrics)."""
+    try:
+        require("server")
+    except MissingDependencyError as error:
+        raise fail(error.message) from None
     import uvicorn
 
     from authstate.web.app import create_app

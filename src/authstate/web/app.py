@@ -17,9 +17,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-
 import authstate
+from authstate.errors import MissingDependencyError
+
+try:
+    from fastapi import FastAPI
+except ImportError as missing:  # the service is the [server] extra
+    raise MissingDependencyError(missing.name or "fastapi", "server") from missing
+
 from authstate.cleanup import Sweeper
 from authstate.config import Settings
 from authstate.state import AuthState
