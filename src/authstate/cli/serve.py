@@ -36,6 +36,22 @@ DEV_WARNING = (
     "__Host- prefix so that it works over plain HTTP; run behind HTTPS with "
     "AUTHSTATE_DEV=false (or --no-dev) in production"
 )
+METRICS_OPEN_WARNING = (
+    "GET /metrics is open to anyone who can reach this service (login failure rates, "
+    "refresh reuse detections): set AUTHSTATE_METRICS_TOKEN and give it to the scraper, "
+    "keep the port off the public network, or set AUTHSTATE_METRICS=false"
+)
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """What an operator should hear at start about settings that work but expose
+    something. Development mode is its own single warning."""
+    if settings.dev:
+        return [DEV_WARNING]
+    warnings = []
+    if settings.metrics and settings.metrics_token is None:
+        warnings.append(METRICS_OPEN_WARNING)
+    return warnings
 
 
 def load_settings(
@@ -100,8 +116,8 @@ def serve_command(
     except AuthstateError as error:
         raise fail(f"cannot open the store {redact_url(settings.store)}: {error.message}") \
             from None
-    if settings.dev:
-        logger.warning(DEV_WARNING)
+    for warning in start_warnings(settings):
+        logger.warning(warning)
     logger.info("authstate serving on %s (store %s, issuer %s)",
                 f"{settings.host}:{settings.port}", redact_url(settings.store), settings.issuer)
     uvicorn.run(

@@ -4,11 +4,14 @@
 one page is the ``before`` of the next); only an admin user may read it, by session
 cookie or bearer token. ``GET /metrics`` is the Prometheus exposition of this process's
 counters; it holds counts, never identities or credentials, and answers 404 when
-``Settings.metrics`` is off.
+``Settings.metrics`` is off. Counts still tell an outsider login failure rates and reuse
+detections, so with ``Settings.metrics_token`` set the scrape must present that token as
+``Authorization: Bearer`` (compared in constant time) or gets a 401 with a challenge.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from authstate.audit import PAGE_MAX, parse_since
-from authstate.web.caller import Caller, CallerDep, StateDep
+from authstate.web.caller import Caller, CallerDep, StateDep, bearer_token
+from authstate.web.middleware import bearer_challenge
 from authstate.web.problems import Problem
 from authstate.web.routes import admin
 from authstate.web.schemas import problems
@@ -96,12 +100,24 @@ async def audit_trail(
     "/metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"},
-               **problems(404)},
+               **problems(401, 404)},
     summary="Prometheus metrics of this process",
 )
-async def metrics(state: StateDep) -> Response:
+async def metrics(request: Request, state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
+    required = state.settings.metrics_token
+    if required is not None:
+        presented = bearer_token(request)
+        if not presented or not secrets.compare_digest(
+            presented.encode(), required.get_secret_value().encode()
+        ):
+            raise Problem(
+                401, "unauthenticated", "GET /metrics needs the metrics bearer token",
+                headers={"WWW-Authenticate": bearer_challenge(
+                    "invalid_token" if presented is not None else None
+                )},
+            )
     await state.refresh_gauges()
     body, content_type = state.metrics.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
