@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     metrics: bool = True
     # Bearer token that GET /metrics requires when set (compared in constant time).
     metrics_token: SecretStr | None = None
+    # HOST:PORT of a separate listener serving only /metrics (then the main port has none).
+    metrics_address: str | None = Field(
+        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+    )
     cleanup_interval: int = Field(60, ge=1)
 
     @field_validator("log_level", mode="before")
@@ -105,6 +109,20 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < METRICS_TOKEN_MIN:
             raise ValueError(f"metrics_token must be at least {METRICS_TOKEN_MIN} characters")
         return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _port_in_range(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= int(value.rpartition(":")[2]) <= 65535:
+            raise ValueError("the port of metrics_address must be 1..65535")
+        return value
+
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """``metrics_address`` as ``(host, port)`` (brackets of an IPv6 host removed)."""
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -56,6 +56,8 @@ async def test_metrics_off_is_still_404_whatever_the_token() -> None:
         ({"dev": False}, [METRICS_OPEN_WARNING]),
         ({"dev": False, "metrics_token": TOKEN}, []),
         ({"dev": False, "metrics": False}, []),
+        ({"dev": False, "metrics_address": "10.0.0.5:9100"}, []),
+        ({"dev": False, "metrics_address": "0.0.0.0:9100"}, [METRICS_OPEN_WARNING]),
     ],
 )
 def test_serve_warns_when_metrics_are_open_outside_dev_mode(

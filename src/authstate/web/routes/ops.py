@@ -7,6 +7,8 @@ counters; it holds counts, never identities or credentials, and answers 404 when
 ``Settings.metrics`` is off. Counts still tell an outsider login failure rates and reuse
 detections, so with ``Settings.metrics_token`` set the scrape must present that token as
 ``Authorization: Bearer`` (compared in constant time) or gets a 401 with a challenge.
+With ``Settings.metrics_address`` set, ``/metrics`` lives only on that separate listener
+(``metrics_router`` in ``web.app.create_metrics_app``) and the main port answers 404.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from authstate.web.routes import admin
 from authstate.web.schemas import problems
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
 
 
 async def require_admin(caller: CallerDep) -> Caller:
@@ -96,7 +99,7 @@ async def audit_trail(
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"},
@@ -106,6 +109,10 @@ async def audit_trail(
 async def metrics(request: Request, state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
+    if state.settings.metrics_address is not None and not getattr(
+        request.app.state, "metrics_listener", False
+    ):
+        raise Problem(404, "not_found", "metrics are served on AUTHSTATE_METRICS_ADDRESS")
     required = state.settings.metrics_token
     if required is not None:
         presented = bearer_token(request)
