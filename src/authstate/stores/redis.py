@@ -528,7 +528,8 @@ class RedisStore:
     ) -> Record | None:
         """Redis's check-and-set: ``WATCH`` the record, merge in Python, write the field
         in ``MULTI``; a concurrent write to the record aborts the ``EXEC`` and the merge
-        runs again on what that write left, so no update is lost and one always wins.
+        runs again on what that write left, so no update is lost and one always wins
+        (since Redis 6.0.9 a key expiring under ``WATCH`` also aborts the ``EXEC``).
         Not a Lua script: ``cjson`` would turn an empty list into ``{}`` and round
         floats to 14 digits in the caller's data, and the merge rule and size measure
         stay the one ``merge_object`` of every backend."""
