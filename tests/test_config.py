@@ -54,3 +54,36 @@ def test_bad_toml_is_one_clear_error(tmp_path: Path) -> None:
         Settings.load(bad)
     with pytest.raises(ConfigurationError, match="cannot read"):
         Settings.load(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("given", ["debug", "Debug", "DEBUG", "warning", "Error"])
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    """Issue 10 §4: ``AUTHSTATE_LOG_LEVEL=debug`` was refused; uvicorn takes any case."""
+    monkeypatch.setenv("AUTHSTATE_LOG_LEVEL", given)
+    assert Settings.load().log_level == given.upper()
+    monkeypatch.delenv("AUTHSTATE_LOG_LEVEL")
+    assert Settings.load(log_level=given).log_level == given.upper()
+
+
+def test_an_unknown_log_level_is_still_refused() -> None:
+    with pytest.raises(ConfigurationError, match="AUTHSTATE_LOG_LEVEL"):
+        Settings.load(log_level="verbose")
+
+
+def test_refresh_reuse_window_default_and_bounds() -> None:
+    assert Settings.load().refresh_reuse_window == 3 * 86400
+    with pytest.raises(ConfigurationError, match="AUTHSTATE_REFRESH_REUSE_WINDOW"):
+        Settings.load(refresh_reuse_window=10)
+    with pytest.raises(ConfigurationError, match="refresh_grace"):
+        Settings.load(refresh_reuse_window=60, refresh_grace=120)
+
+
+def test_metrics_token_is_a_secret_of_some_length() -> None:
+    token = "m3tr1cs-" + "x" * 24
+    settings = Settings.load(metrics_token=token)
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == token
+    assert token not in repr(settings) and token not in str(settings.model_dump())
+    with pytest.raises(ConfigurationError, match="AUTHSTATE_METRICS_TOKEN") as caught:
+        Settings.load(metrics_token="short-s3cret")
+    assert "short-s3cret" not in str(caught.value)

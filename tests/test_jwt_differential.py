@@ -24,7 +24,7 @@ from jwt import PyJWK
 from jwt import exceptions as pyjwt_errors
 from jwt.api_jws import PyJWS
 
-from authstate.clock import FrozenClock
+from authstate.clock import NUMERIC_DATE_MAX, FrozenClock
 from authstate.errors import (
     AuthstateError,
     InvalidAudience,
@@ -230,6 +230,16 @@ def _coerced_times(claims: dict[str, Any]) -> bool:
     )
 
 
+def _out_of_range_times(claims: dict[str, Any]) -> bool:
+    """A NumericDate past year 9999: PyJWT takes it, authstate refuses it (issue 10 §4:
+    ``exp`` = 10^30 overflowed ``datetime`` downstream), so here only ours is checked."""
+    return any(
+        type(claims.get(name)) in (int, float)
+        and not 0 <= claims[name] <= NUMERIC_DATE_MAX
+        for name in ("exp", "nbf", "iat")
+    )
+
+
 def test_claim_rules_agree_with_pyjwt(hs_key: SigningKey) -> None:
     verifier = AccessTokens(KeySet([hs_key]), issuer=ISSUER, audience=AUDIENCE,
                             clock=FrozenClock(NOW), leeway=LEEWAY, cache_size=0)
@@ -246,6 +256,10 @@ def test_claim_rules_agree_with_pyjwt(hs_key: SigningKey) -> None:
             mine = error
         theirs = pyjwt_jwt(token, hs_key)
         if _coerced_times(claims):  # NUMERIC_STRINGS: we refuse; PyJWT may go either way
+            assert isinstance(mine, InvalidToken), (claims, mine)
+            seen["coerced"] += 1
+            return
+        if _out_of_range_times(claims):  # refused, InvalidClaim unless an earlier check
             assert isinstance(mine, InvalidToken), (claims, mine)
             seen["coerced"] += 1
             return

@@ -222,3 +222,53 @@ async def test_tampered_successor_is_not_opened(refresh: RefreshTokens, store: S
     with pytest.raises(InvalidGrant) as info:
         await refresh.rotate(first.refresh_token)
     assert type(info.value) is InvalidGrant
+
+
+REUSE_WINDOW = 100
+
+
+@pytest.fixture
+def windowed(store: Store, clock: FrozenClock, reused: list[Grant]) -> RefreshTokens:
+    async def on_reuse(grant: Grant) -> None:
+        reused.append(grant)
+
+    return RefreshTokens(
+        store, mint=Minter(clock), clock=clock, ttl=TTL, family_ttl=FAMILY_TTL, grace=GRACE,
+        reuse_window=REUSE_WINDOW, on_reuse=on_reuse,
+    )
+
+
+async def test_a_spent_token_is_kept_only_for_the_reuse_window(
+    windowed: RefreshTokens, store: Store, clock: FrozenClock, reused: list[Grant]
+) -> None:
+    """Issue 10 §4: spent records used to stay the whole refresh TTL."""
+    first = await windowed.start_family("alice", "sid-1")
+    second = await windowed.rotate(first.refresh_token)
+    spent = await store.get(KIND, digest(first.refresh_token))
+    assert spent is not None and spent.expires_at == clock.now() + REUSE_WINDOW
+    clock.advance(REUSE_WINDOW - 1)
+    with pytest.raises(RefreshReused):  # inside the window: theft, the family ends
+        await windowed.rotate(first.refresh_token)
+    assert [g.family for g in reused] == [Grant.from_value(spent.value).family]
+    with pytest.raises(InvalidGrant):
+        await windowed.rotate(second.refresh_token)
+
+
+async def test_after_the_reuse_window_a_spent_token_is_just_unknown(
+    windowed: RefreshTokens, store: Store, clock: FrozenClock, reused: list[Grant]
+) -> None:
+    first = await windowed.start_family("alice", "sid-1")
+    second = await windowed.rotate(first.refresh_token)
+    clock.advance(REUSE_WINDOW + 1)
+    assert await store.get(KIND, digest(first.refresh_token)) is None
+    with pytest.raises(InvalidGrant) as refused:
+        await windowed.rotate(first.refresh_token)
+    assert not isinstance(refused.value, RefreshReused)
+    assert reused == []  # what the window gives up: the family is not revoked
+    third = await windowed.rotate(second.refresh_token)
+    assert third.refresh_token not in (first.refresh_token, second.refresh_token)
+
+
+def test_reuse_window_may_not_be_shorter_than_grace(store: Store, clock: FrozenClock) -> None:
+    with pytest.raises(ValueError, match="reuse_window"):
+        RefreshTokens(store, mint=Minter(clock), clock=clock, grace=10, reuse_window=5)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,3 +189,103 @@ async def test_revoke_hook_sees_every_ending(store: Store, clock: FrozenClock) -
     await sessions.revoke(a, reason="logout")
     await sessions.revoke_all("alice", reason="password_change")
     assert seen == [("alice", "logout"), ("alice", "password_change")]
+
+
+async def test_concurrent_updates_of_different_keys_all_land(sessions: SessionManager) -> None:
+    """Issue 10 §4: update read the data, then wrote it back, so of two concurrent updates
+    one was lost. Now a single atomic store merge: none is."""
+    sid, _ = await sessions.create("u", data={"seed": 0})
+    results = await asyncio.gather(*(sessions.update(sid, {f"k{i}": i}) for i in range(40)))
+    assert all(result is not None for result in results)
+    found = await sessions.lookup(sid)
+    assert found is not None
+    assert found.data == {"seed": 0, **{f"k{i}": i for i in range(40)}}
+
+
+async def test_update_merge_rule(sessions: SessionManager) -> None:
+    """Each key replaces its value (no deep merge), None removes the key, and the data
+    round-trips exactly (an empty list stays a list, a float keeps its digits)."""
+    sid, _ = await sessions.create("u", data={"a": 1, "b": {"x": 1}, "c": []})
+    updated = await sessions.update(sid, {"a": None, "b": {"y": 2}, "d": 1.2345678901234567})
+    expected = {"b": {"y": 2}, "c": [], "d": 1.2345678901234567}
+    assert updated is not None and updated.data == expected
+    found = await sessions.lookup(sid)
+    assert found is not None and found.data == expected
+    assert found.user_id == "u" and found.expires_at == updated.expires_at
+
+
+async def test_an_update_that_would_overflow_changes_nothing(sessions: SessionManager) -> None:
+    sid, _ = await sessions.create("u", data={"keep": 1})
+    await sessions.update(sid, {"big1": "x" * 3000})
+    with pytest.raises(InvalidInput, match="4096"):
+        await sessions.update(sid, {"big2": "x" * 3000})
+    found = await sessions.lookup(sid)
+    assert found is not None and set(found.data) == {"keep", "big1"}
+    assert await sessions.update(sid, {"big1": None, "big2": "x" * 3000}) is not None
+
+
+def _update_keys_in_a_process(
+    path: str, session_id: str, worker: int, count: int, ready: Any, go: Any
+) -> None:
+    """A separate process updating its own keys of one session (see the test below)."""
+    from authstate.stores import open_store
+
+    async def run() -> None:
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            ready.release()
+            go.wait(60)
+            manager = SessionManager(store, idle_timeout=3600, absolute_timeout=3600)
+            for i in range(count):
+                assert await manager.update(session_id, {f"w{worker}-{i}": i}) is not None
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_updates_from_many_processes_on_one_sqlite_file_all_land(tmp_path: Path) -> None:
+    """On SQLite, concurrency is between processes: four of them update different keys
+    of one session at once, and every key is there afterwards."""
+    import multiprocessing
+
+    from authstate.stores import open_store
+
+    path = str(tmp_path / "authstate.db")
+
+    async def create() -> str:
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            sid, _ = await SessionManager(store, idle_timeout=3600, absolute_timeout=3600).create("u")
+            return sid
+        finally:
+            await store.close()
+
+    sid = asyncio.run(create())
+    workers, count = 4, 50
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Semaphore(0), context.Event()
+    processes = [
+        context.Process(target=_update_keys_in_a_process, args=(path, sid, w, count, ready, go))
+        for w in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for _ in processes:  # all of them open, then all of them start at once
+        assert ready.acquire(timeout=60)
+    go.set()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+
+    async def read() -> dict[str, object]:
+        store = await open_store(f"sqlite:///{path}")
+        try:
+            found = await SessionManager(store, idle_timeout=3600, absolute_timeout=3600).lookup(sid)
+            assert found is not None
+            return found.data
+        finally:
+            await store.close()
+
+    data = asyncio.run(read())
+    assert data == {f"w{w}-{i}": i for w in range(workers) for i in range(count)}

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol
+
+from authstate.errors import InvalidClaim, MissingClaim
+
+# The last second a datetime can hold (9999-12-31T23:59:59Z). A NumericDate past it (or
+# before 1970) is no date anyone issues; bounding it where it comes in keeps every later
+# use (comparisons, ``datetime.fromtimestamp``, a store's expiry) from overflowing.
+NUMERIC_DATE_MAX = 253_402_300_799
 
 
 class Clock(Protocol):
@@ -33,3 +41,15 @@ class FrozenClock:
 
     def set(self, when: float) -> None:
         self._now = when
+
+
+def numeric_date(value: object, name: str) -> int:
+    """A NumericDate (RFC 7519 §2) from outside (a token, an introspection answer) as
+    whole seconds: a JSON number, never a string or a boolean (``MissingClaim``), and
+    between 1970 and the end of year 9999 (``InvalidClaim``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MissingClaim(f"the {name} claim must be a number")
+    seconds = int(value)
+    if not 0 <= seconds <= NUMERIC_DATE_MAX:
+        raise InvalidClaim(f"the {name} claim is not a date between 1970 and 9999")
+    return seconds

@@ -12,13 +12,18 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from authstate.errors import ConfigurationError
 
 LONG_LIFETIME = 3600  # over an hour, an access token is a long-lived credential
 LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "some small leeway"; more hides clock bugs
+# Three days: a client away over a weekend still trips reuse detection when it comes back
+# to find its token spent by a thief, while spent records (~1 KB per rotation) no longer
+# pile up for the whole 14-day refresh TTL.
+REUSE_WINDOW = 3 * 86400
+METRICS_TOKEN_MIN = 16  # a bearer secret, not a password: long enough not to be guessed
 
 
 class Settings(BaseSettings):
@@ -51,6 +56,8 @@ class Settings(BaseSettings):
     refresh_ttl: int = Field(14 * 86400, ge=60)
     refresh_family_ttl: int = Field(30 * 86400, ge=60)
     refresh_grace: int = Field(10, ge=0, le=300)
+    # How long a spent refresh token is remembered to detect its reuse (see README).
+    refresh_reuse_window: int = Field(REUSE_WINDOW, ge=60)
 
     # sessions
     session_idle_timeout: int = Field(30 * 60, ge=60)
@@ -82,7 +89,40 @@ class Settings(BaseSettings):
     # operations
     audit_retention_days: int = Field(90, ge=1)
     metrics: bool = True
+    # Bearer token that GET /metrics requires when set (compared in constant time).
+    metrics_token: SecretStr | None = None
+    # HOST:PORT of a separate listener serving only /metrics (then the main port has none).
+    metrics_address: str | None = Field(
+        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$"
+    )
     cleanup_interval: int = Field(60, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """``debug`` as uvicorn and most tools take it, not only ``DEBUG``."""
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < METRICS_TOKEN_MIN:
+            raise ValueError(f"metrics_token must be at least {METRICS_TOKEN_MIN} characters")
+        return value
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _port_in_range(cls, value: str | None) -> str | None:
+        if value is not None and not 1 <= int(value.rpartition(":")[2]) <= 65535:
+            raise ValueError("the port of metrics_address must be 1..65535")
+        return value
+
+    def metrics_listen(self) -> tuple[str, int] | None:
+        """``metrics_address`` as ``(host, port)`` (brackets of an IPv6 host removed)."""
+        if self.metrics_address is None:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -94,6 +134,8 @@ class Settings(BaseSettings):
             raise ValueError("session_idle_timeout must not exceed session_absolute_timeout")
         if self.refresh_ttl > self.refresh_family_ttl:
             raise ValueError("refresh_ttl must not exceed refresh_family_ttl")
+        if self.refresh_reuse_window < self.refresh_grace:
+            raise ValueError("refresh_reuse_window must not be shorter than refresh_grace")
         return self
 
     @classmethod

@@ -26,6 +26,7 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     │   ├── AlgorithmNotAllowed       algorithm_not_allowed
     │   ├── UnsupportedHeader         unsupported_header
     │   ├── MissingClaim              missing_claim
+    │   ├── InvalidClaim              invalid_claim
     │   ├── InvalidAudience           invalid_audience
     │   ├── InvalidIssuer             invalid_issuer
     │   └── TokenRevoked              token_revoked
@@ -187,6 +188,12 @@ class MissingClaim(InvalidToken):
     """A required claim is missing or has the wrong type."""
 
     code = "missing_claim"
+
+
+class InvalidClaim(InvalidToken):
+    """A claim has a value authstate does not accept (a date outside 1970..9999)."""
+
+    code = "invalid_claim"
 
 
 class InvalidAudience(InvalidToken):

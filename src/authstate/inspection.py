@@ -26,6 +26,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from authstate.clock import NUMERIC_DATE_MAX
 from authstate.errors import AuthstateError, InvalidToken
 from authstate.guessable_secrets import GUESSABLE_SECRETS
 from authstate.jwt import b64url_decode, verify_compact
@@ -282,11 +283,10 @@ def report(
             if value is not None:
                 problems.append(f"the {name} claim is not a number")
             continue
-        try:
-            utc = _utc(float(value))
-        except (OverflowError, OSError, ValueError):
+        if not 0 <= value <= NUMERIC_DATE_MAX:  # the bound every verifier here applies
             problems.append(f"the {name} claim is out of range")
             continue
+        utc = _utc(float(value))
         times[name] = {"value": value, "utc": utc, "relative": relative(name, value, now)}
     if "exp" in times and times["exp"]["value"] <= now:
         problems.append(times["exp"]["relative"])

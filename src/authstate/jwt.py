@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from authstate.clock import Clock
+from authstate.clock import Clock, numeric_date
 from authstate.errors import (
     AlgorithmNotAllowed,
     BadSignature,
@@ -222,14 +222,7 @@ def sign_compact(key: SigningKey, header: Mapping[str, Any], payload: bytes) -> 
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int:
-    """A NumericDate (RFC 7519 §2) as whole seconds; a JSON number, never a string."""
-    value = claims[name]
-    kind = type(value)
-    if kind is int:
-        return int(value)
-    if kind is float and math.isfinite(value):
-        return int(value)
-    raise MissingClaim(f"the {name} claim must be a number")
+    return numeric_date(claims[name], name)
 
 
 def check_times(claims: Mapping[str, Any], now: float, leeway: float) -> int:

@@ -12,6 +12,12 @@ same** successor pair. That pair is kept on the spent record encrypted with AES-
 a key derived (HKDF-SHA256) from the presented token itself, so the store holds nothing
 that grants access without the token that was just spent.
 
+A spent token is remembered only for ``reuse_window`` after it was spent (never past
+its own expiry): long enough to recognise a thief's or a victim's late use, short enough
+that one record per rotation does not pile up for the whole ``ttl``. After that window a
+spent token is simply unknown: refused with ``InvalidGrant``, but no longer evidence that
+revokes its family (what this gives up is documented in the README).
+
 A token lives ``ttl`` (sliding with each rotation) and never past its family's absolute
 ``family_ttl``. Ending the session revokes its families (``revoke_session``); the family
 is not bounded by the session's idle expiry, which a non-browser client never touches.
@@ -123,17 +129,21 @@ class RefreshTokens:
         ttl: float = 14 * 86400,
         family_ttl: float = 30 * 86400,
         grace: float = 10,
+        reuse_window: float = 3 * 86400,
         audit: AuditLog | None = None,
         on_reuse: ReuseHook | None = None,
     ) -> None:
         if not 0 < ttl <= family_ttl:
             raise ValueError("need 0 < ttl <= family_ttl")
+        if reuse_window < grace:
+            raise ValueError("need reuse_window >= grace: the grace answer lives on the record")
         self.store = store
         self.mint = mint
         self.clock = clock or SystemClock()
         self.ttl = ttl
         self.family_ttl = family_ttl
         self.grace = grace
+        self.reuse_window = reuse_window
         self.audit = audit
         self.on_reuse = on_reuse
 
@@ -193,6 +203,7 @@ class RefreshTokens:
             new_value={**grant.to_value(), "issued_at": now},
             new_expires_at=expires,
             user_id=grant.user_id,
+            spent_expires_at=now + self.reuse_window,
         )
         if rotated:
             if self.audit is not None:

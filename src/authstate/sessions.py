@@ -219,19 +219,18 @@ class SessionManager:
         self, session_id: str, data: JSON, *, replace: bool = False
     ) -> Session | None:
         """Merge ``data`` into the session's data (or replace it), seen by the next
-        lookup."""
+        lookup. The merge is one atomic store operation, so concurrent updates of
+        different keys all land; each key replaces its value, and a key set to None is
+        removed (a top-level JSON Merge Patch, RFC 7396). The merged data must still fit
+        in ``DATA_MAX_BYTES``, or ``InvalidInput`` is raised and nothing changes."""
         _check_data(data)
         if not valid_id(session_id):
             return None
         key = digest(session_id)
-        new_data = data
-        if not replace:
-            current = await self.store.get(KIND, key)
-            if current is None:
-                return None
-            new_data = {**(current.value.get("data") or {}), **data}
-            _check_data(new_data)
-        record = await self.store.patch(KIND, key, {"data": new_data})
+        if replace:
+            record = await self.store.patch(KIND, key, {"data": data})
+        else:
+            record = await self.store.merge(KIND, key, "data", data, max_bytes=DATA_MAX_BYTES)
         return Session.from_record(record) if record is not None else None
 
     async def revoke(self, session_id: str, *, reason: str = "user") -> Session | None:

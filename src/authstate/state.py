@@ -106,6 +106,7 @@ class AuthState:
         self.refresh = RefreshTokens(
             store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
             family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
+            reuse_window=settings.refresh_reuse_window,
             audit=self.audit, on_reuse=self._refresh_reused,
         )
         self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.access_token_ttl)

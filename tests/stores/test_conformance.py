@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from authstate.clock import FrozenClock
-from authstate.errors import InvalidStoreURL
+from authstate.errors import InvalidInput, InvalidStoreURL
 from authstate.stores import Store, open_store
 
 
@@ -286,3 +286,82 @@ async def test_url_password_never_in_error() -> None:
     with pytest.raises(InvalidStoreURL) as info:
         await open_store("bogus://user:hunter2secret@host/db")
     assert "hunter2secret" not in str(info.value)
+
+
+async def test_merge_one_field_by_key(store: Store, clock: FrozenClock) -> None:
+    expires = clock.now() + 100
+    await store.put("session", "s", {"sid": "x", "data": {"a": 1, "b": {"x": 1}, "c": []}},
+                    expires_at=expires, user_id="u")
+    merged = await store.merge("session", "s", "data", {"a": None, "b": {"y": 2}, "d": 0.1},
+                               max_bytes=4096)
+    expected = {"sid": "x", "data": {"b": {"y": 2}, "c": [], "d": 0.1}}
+    assert merged is not None and merged.value == expected
+    assert (merged.expires_at, merged.user_id) == (pytest.approx(expires), "u")
+    found = await store.get("session", "s")
+    assert found is not None and found.value == expected and found.user_id == "u"
+    assert [r.key for r in await store.list_by_user("session", "u")] == ["s"]
+    fresh = await store.merge("session", "s", "other", {"k": "v"}, max_bytes=4096)
+    assert fresh is not None and fresh.value["other"] == {"k": "v"}
+
+
+async def test_merge_past_max_bytes_changes_nothing(store: Store) -> None:
+    await store.put("session", "s", {"data": {"a": "x" * 50}})
+    with pytest.raises(InvalidInput):
+        await store.merge("session", "s", "data", {"b": "y" * 50}, max_bytes=100)
+    found = await store.get("session", "s")
+    assert found is not None and found.value == {"data": {"a": "x" * 50}}
+
+
+async def test_merge_needs_a_live_record(store: Store, clock: FrozenClock) -> None:
+    assert await store.merge("session", "nope", "data", {"a": 1}, max_bytes=4096) is None
+    await store.put("session", "old", {"data": {}}, expires_at=clock.now() + 10)
+    clock.advance(11)
+    assert await store.merge("session", "old", "data", {"a": 1}, max_bytes=4096) is None
+    assert await store.get("session", "old") is None
+
+
+async def test_concurrent_merges_of_different_keys_lose_none(store: Store) -> None:
+    await store.put("session", "s", {"data": {}})
+    results = await asyncio.gather(
+        *(store.merge("session", "s", "data", {f"k{i}": i}, max_bytes=4096) for i in range(50))
+    )
+    assert all(result is not None for result in results)
+    found = await store.get("session", "s")
+    assert found is not None and found.value["data"] == {f"k{i}": i for i in range(50)}
+
+
+async def test_spend_keeps_the_spent_record_only_until_spent_expires_at(
+    store: Store, clock: FrozenClock
+) -> None:
+    await store.put("refresh", "r1", {"family": "f"}, expires_at=clock.now() + 1000, user_id="u")
+    _, rotated = await store.spend(
+        "refresh", "r1", fields={"spent_at": clock.now()}, new_key="r2",
+        new_value={"family": "f"}, new_expires_at=clock.now() + 1000, user_id="u",
+        spent_expires_at=clock.now() + 100,
+    )
+    assert rotated
+    spent = await store.get("refresh", "r1")
+    assert spent is not None and spent.expires_at == pytest.approx(clock.now() + 100)
+    if store.url_scheme == "redis":  # the space itself is reclaimed by Redis's TTL
+        pttl = await store._redis.pttl(store._prefix("refresh") + "r1")  # type: ignore[attr-defined]
+        assert 0 < pttl <= 100_000
+    clock.advance(101)
+    if store.url_scheme != "redis":  # swept by the store, not left for the whole TTL
+        assert await store.sweep() == 1
+    assert await store.get("refresh", "r1") is None
+    successor = await store.get("refresh", "r2")
+    assert successor is not None and successor.expires_at == pytest.approx(clock.now() + 899)
+
+
+async def test_spend_never_extends_the_spent_record(store: Store, clock: FrozenClock) -> None:
+    await store.put("refresh", "short", {}, expires_at=clock.now() + 50)
+    await store.put("refresh", "forever", {})
+    for key, new_key in (("short", "n1"), ("forever", "n2")):
+        _, rotated = await store.spend(
+            "refresh", key, fields={"spent_at": clock.now()}, new_key=new_key, new_value={},
+            new_expires_at=None, spent_expires_at=clock.now() + 100,
+        )
+        assert rotated
+    short, forever = await store.get("refresh", "short"), await store.get("refresh", "forever")
+    assert short is not None and short.expires_at == pytest.approx(clock.now() + 50)
+    assert forever is not None and forever.expires_at == pytest.approx(clock.now() + 100)

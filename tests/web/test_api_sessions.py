@@ -100,3 +100,30 @@ async def test_revoke_others_by_bearer_keeps_the_tokens_session(api: Api) -> Non
     assert [s["current"] for s in listed["sessions"]] == [True]
     await other.aclose()
     await bearer.aclose()
+
+
+async def test_options_on_revoke_others_answers_for_that_route(api: Api) -> None:
+    """Issue 10 §4: ``/auth/sessions/{handle}`` used to catch ``revoke-others`` too, so
+    OPTIONS answered ``Allow: DELETE`` for a path that only takes POST."""
+    answer = await api.client.options("/auth/sessions/revoke-others")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    handle = await api.client.options("/auth/sessions/0123456789abcdef")
+    assert handle.headers["allow"] == "DELETE"
+
+
+async def test_no_parameter_route_shadows_a_literal_path(api: Api) -> None:
+    """Every literal path answers an unrouted method with its own methods, never with
+    those of a ``{parameter}`` route declared before it."""
+    paths = (await api.client.get("/openapi.json")).json()["paths"]
+    declared = {
+        path: {method.upper() for method in operations}
+        for path, operations in paths.items() if "{" not in path
+    }
+    assert "/auth/sessions/revoke-others" in declared
+    for path, methods in declared.items():
+        if "OPTIONS" in methods:
+            continue
+        answer = await api.client.options(path)
+        allowed = {m.strip() for m in answer.headers.get("allow", "").split(",") if m.strip()}
+        assert answer.status_code == 405 and allowed <= methods, (path, allowed, methods)

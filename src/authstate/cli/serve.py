@@ -14,8 +14,11 @@ server then opens its own ``AuthState`` in its event loop (the lifespan of ``web
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,6 +30,9 @@ from authstate.logs import configure_logging
 from authstate.state import AuthState
 from authstate.stores import redact_url
 
+if TYPE_CHECKING:
+    import uvicorn
+
 logger = logging.getLogger("authstate.serve")
 
 ConfigOption = typer.Option(
@@ -37,6 +43,26 @@ DEV_WARNING = (
     "__Host- prefix so that it works over plain HTTP; run behind HTTPS with "
     "AUTHSTATE_DEV=false (or --no-dev) in production"
 )
+METRICS_OPEN_WARNING = (
+    "GET /metrics is open to anyone who can reach this service (login failure rates, "
+    "refresh reuse detections): set AUTHSTATE_METRICS_TOKEN and give it to the scraper, "
+    "serve it on an internal AUTHSTATE_METRICS_ADDRESS, or set AUTHSTATE_METRICS=false"
+)
+# Addresses that listen on every interface: not a separation from the public network.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, never bound
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """What an operator should hear at start about settings that work but expose
+    something. Development mode is its own single warning."""
+    if settings.dev:
+        return [DEV_WARNING]
+    warnings = []
+    listen = settings.metrics_listen()
+    internal = listen is not None and listen[0] not in WILDCARD_HOSTS
+    if settings.metrics and settings.metrics_token is None and not internal:
+        warnings.append(METRICS_OPEN_WARNING)
+    return warnings
 
 
 def load_settings(
@@ -92,7 +118,7 @@ def serve_command(
         raise fail(error.message) from None
     import uvicorn
 
-    from authstate.web.app import create_app
+    from authstate.web.app import create_app, create_metrics_app
 
     try:
         settings = load_settings(config, store=store, host=host, port=port, issuer=issuer,
@@ -105,17 +131,63 @@ def serve_command(
     except AuthstateError as error:
         raise fail(f"cannot open the store {redact_url(settings.store)}: {error.message}") \
             from None
-    if settings.dev:
-        logger.warning(DEV_WARNING)
+    for warning in start_warnings(settings):
+        logger.warning(warning)
     logger.info("authstate serving on %s (store %s, issuer %s)",
                 f"{settings.host}:{settings.port}", redact_url(settings.store), settings.issuer)
-    uvicorn.run(
-        create_app(settings=settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level.lower(),
+    app = create_app(settings=settings)
+    options: dict[str, Any] = {
+        "log_config": None,
+        "log_level": settings.log_level.lower(),
+        "server_header": False,
+    }
+    metrics_listen = settings.metrics_listen()
+    if metrics_listen is None:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
+            **options,
+        )
+        return
+    main = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port,
         proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        server_header=False,
-    )
+        forwarded_allow_ips=settings.forwarded_allow_ips or None, **options,
+    ))
+    metrics_host, metrics_port = metrics_listen
+    side = _signal_free_server(uvicorn.Config(
+        create_metrics_app(app), host=metrics_host, port=metrics_port, lifespan="off",
+        access_log=False, **options,
+    ))
+    logger.info("authstate metrics on %s only", settings.metrics_address)
+    # uvicorn re-raises the SIGINT it shut down on; uvicorn.run swallows it the same way
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_with_metrics(main, side))
+
+
+async def _serve_with_metrics(main: uvicorn.Server, side: uvicorn.Server) -> None:
+    """Both listeners in one loop; the main server owns the signals and the state's
+    lifespan, and the metrics listener stops when it does."""
+    side_task = asyncio.create_task(side.serve())
+    try:
+        await main.serve()
+    finally:
+        side.should_exit = True
+        await side_task
+
+
+def _signal_free_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves SIGINT/SIGTERM to the main one (two servers each
+    installing handlers would take turns receiving them). uvicorn is imported only
+    when serving, like everywhere in this module."""
+    import uvicorn
+
+    class SignalFree(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return SignalFree(config)

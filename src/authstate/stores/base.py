@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from authstate.errors import InvalidInput
+
 JSON = dict[str, Any]
 
 dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -99,6 +101,14 @@ class Store(Protocol):
         """Merge top-level ``fields`` into a live record atomically (and set a new expiry
         when given); the updated record, or None when there is no live record."""
 
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        """Merge ``fields`` into the JSON object at top-level ``field`` of a live record,
+        atomically, by the rule of ``merge_object`` (so two concurrent merges of different
+        keys both land). Raises ``InvalidInput`` and changes nothing when the merged
+        object would exceed ``max_bytes``. The updated record, or None when not live."""
+
     async def delete(self, kind: str, key: str) -> Record | None:
         """Remove a record; the live record that was removed, or None."""
 
@@ -154,13 +164,16 @@ class Store(Protocol):
         new_value: JSON,
         new_expires_at: float | None,
         user_id: str | None = None,
+        spent_expires_at: float | None = None,
     ) -> tuple[Record | None, bool]:
         """Rotate a one-time record, atomically.
 
         If ``key`` is live and its value has no ``spent_at``: merge ``fields`` (which set
         ``spent_at``) into it, create ``new_key`` and return ``(record before, True)``.
         If it is live and already spent: change nothing, return ``(record, False)``.
-        If it is not live: ``(None, False)``.
+        If it is not live: ``(None, False)``. With ``spent_expires_at``, the spent record
+        expires at the earlier of its own expiry and that time (it is kept only as long
+        as the caller still needs to recognise it).
         """
 
     async def append_event(self, event: JSON) -> str:
@@ -188,6 +201,29 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+def merge_object(current: object, fields: JSON, max_bytes: int) -> JSON:
+    """The one merge rule of ``Store.merge``, written once for every backend: each key of
+    ``fields`` replaces its value (no recursion into nested objects), and a key set to
+    None is removed, as in a top-level JSON Merge Patch (RFC 7396). The result must fit
+    in ``max_bytes`` of compact JSON, measured as ``dumps`` writes it."""
+    merged: JSON = dict(current) if isinstance(current, dict) else {}
+    for name, value in fields.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    if len(dumps(merged)) > max_bytes:
+        raise InvalidInput(f"the merged object is limited to {max_bytes} bytes of JSON")
+    return merged
+
+
+def expire_earlier(current: float | None, limit: float | None) -> float | None:
+    """The earlier of two optional expiries (None: never)."""
+    if limit is None:
+        return current
+    return limit if current is None else min(current, limit)
 
 
 def check_kind_key(kind: str, key: str) -> None:

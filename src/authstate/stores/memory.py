@@ -13,7 +13,15 @@ import itertools
 from collections import deque
 
 from authstate.clock import Clock, SystemClock
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import (
+    JSON,
+    AuditRow,
+    Record,
+    check_kind_key,
+    check_limit,
+    expire_earlier,
+    merge_object,
+)
 
 AUDIT_RING = 100_000
 
@@ -96,6 +104,16 @@ class MemoryStore:
         value = {**record.value, **copy.deepcopy(fields)}
         expiry = record.expires_at if expires_at is None else expires_at
         return self._store(kind, Record(key, value, expiry, record.user_id))
+
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        record = self._live(kind, key)
+        if record is None:
+            return None
+        merged = merge_object(record.value.get(field), copy.deepcopy(fields), max_bytes)
+        value = {**record.value, field: merged}
+        return self._store(kind, Record(key, value, record.expires_at, record.user_id))
 
     async def delete(self, kind: str, key: str) -> Record | None:
         record = self._live(kind, key)
@@ -182,6 +200,7 @@ class MemoryStore:
         new_value: JSON,
         new_expires_at: float | None,
         user_id: str | None = None,
+        spent_expires_at: float | None = None,
     ) -> tuple[Record | None, bool]:
         check_kind_key(kind, new_key)
         record = self._live(kind, key)
@@ -191,8 +210,8 @@ class MemoryStore:
             return record, False
         self._store(
             kind,
-            Record(key, {**record.value, **copy.deepcopy(fields)}, record.expires_at,
-                   record.user_id),
+            Record(key, {**record.value, **copy.deepcopy(fields)},
+                   expire_earlier(record.expires_at, spent_expires_at), record.user_id),
         )
         self._store(kind, Record(new_key, copy.deepcopy(new_value), new_expires_at, user_id))
         return record, True

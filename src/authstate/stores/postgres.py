@@ -37,7 +37,14 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import (
+    JSON,
+    AuditRow,
+    Record,
+    check_kind_key,
+    check_limit,
+    merge_object,
+)
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
 try:
@@ -89,6 +96,12 @@ PATCH = (
     " WHERE kind = %s AND key = %s AND (expires_at IS NULL OR expires_at > %s)"
     " RETURNING value, expires_at, user_id"
 )
+# ``merge``: lock the live row, then write it back merged (see ``PostgresStore.merge``).
+MERGE_LOCK = (
+    "SELECT value, expires_at, user_id FROM {records}"
+    " WHERE kind = %s AND key = %s AND (expires_at IS NULL OR expires_at > %s) FOR UPDATE"
+)
+MERGE_WRITE = "UPDATE {records} SET value = %s WHERE kind = %s AND key = %s"
 RENAME = (
     "WITH old AS ("
     " DELETE FROM {records}"
@@ -148,7 +161,8 @@ SPEND = (
     " WHERE kind = %(kind)s AND key = %(key)s"
     " AND (expires_at IS NULL OR expires_at > %(now)s) FOR UPDATE),"
     " spent AS ("
-    " UPDATE {records} SET value = value || %(fields)s"
+    " UPDATE {records} SET value = value || %(fields)s,"
+    " expires_at = LEAST(expires_at, %(spent_expires_at)s::double precision)"
     " WHERE kind = %(kind)s AND key = %(key)s"
     " AND (expires_at IS NULL OR expires_at > %(now)s) AND value->>'spent_at' IS NULL"
     " RETURNING key),"
@@ -199,6 +213,8 @@ class PostgresStore:
         records, audit = f"{self._schema}.records", f"{self._schema}.audit"
         self._sql = Statements.render(records=records, audit=audit, placeholder="%s")
         self._patch = PATCH.format(records=records)
+        self._merge_lock = MERGE_LOCK.format(records=records)
+        self._merge_write = MERGE_WRITE.format(records=records)
         self._rename = RENAME.format(records=records)
         self._incr = INCR.format(records=records)
         self._incr_below = INCR_BELOW.format(records=records)
@@ -350,6 +366,32 @@ class PostgresStore:
         rows, _ = await self._query(self._patch, params, "a patch")
         return Record(key, rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        """The row is locked (``FOR UPDATE``) for one short transaction, and the merge is
+        ``merge_object`` in Python rather than ``jsonb ||``: one merge rule and one size
+        measure on every backend (jsonb's text form, with its spaces, would measure a
+        different size than the other stores)."""
+        now = self._clock.now()
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(self._merge_lock, (kind, key, now))
+                row = await cur.fetchone()
+                if row is None:
+                    return None
+                old, expires_at, user_id = row
+                value = {**old, field: merge_object(old.get(field), fields, max_bytes)}
+                await conn.execute(self._merge_write, (Jsonb(value), kind, key))
+        except _DOWN as error:
+            raise self._fail("a merge", error) from error
+        except psycopg.DataError:
+            raise InvalidInput(
+                "PostgreSQL cannot store this value: text and jsonb hold no NUL "
+                "characters, and JSON has no NaN or infinity"
+            ) from None
+        return Record(key, value, expires_at, user_id)
+
     async def delete(self, kind: str, key: str) -> Record | None:
         rows, _ = await self._query(self._sql.delete, (kind, key), "a delete")
         if not rows or not self._live(rows[0][1]):
@@ -437,6 +479,7 @@ class PostgresStore:
         new_value: JSON,
         new_expires_at: float | None,
         user_id: str | None = None,
+        spent_expires_at: float | None = None,
     ) -> tuple[Record | None, bool]:
         check_kind_key(kind, new_key)
         params = {
@@ -448,6 +491,7 @@ class PostgresStore:
             "new_value": Jsonb(new_value),
             "new_expires_at": new_expires_at,
             "user_id": user_id,
+            "spent_expires_at": spent_expires_at,
         }
         rows, _ = await self._query(self._spend, params, "a spend")
         if not rows:

@@ -33,7 +33,14 @@ from typing import Any, Final
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, InvalidStoreURL, MissingDependencyError, StoreUnavailable
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import (
+    JSON,
+    AuditRow,
+    Record,
+    check_kind_key,
+    check_limit,
+    merge_object,
+)
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 
@@ -276,15 +283,23 @@ return redis.call('HINCRBY', KEYS[1], N, -1)
 """
 
 # KEYS[1] spent record, KEYS[2] successor;
-# ARGV: now, index prefix, new member, new e, new u, new ttl, n, n spend fields, new fields...
+# ARGV: now, index prefix, new member, new e, new u, new ttl, spent e ('' keeps the
+# expiry unless earlier), spent ttl, n, n spend fields, new fields...
 _SPEND = """
 if not live(KEYS[1], tonumber(ARGV[1])) then return false end
 local before = redis.call('HGETALL', KEYS[1])
 local spent = redis.call('HGET', KEYS[1], SPENT)
 if spent and spent ~= 'null' then return {before, 0} end
-local n = tonumber(ARGV[7])
-hset_from(KEYS[1], 8, 7 + n)
-write(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 8 + n)
+local n = tonumber(ARGV[9])
+hset_from(KEYS[1], 10, 9 + n)
+if ARGV[7] ~= '' then
+  local e = redis.call('HGET', KEYS[1], E)
+  if e == 'null' or tonumber(ARGV[7]) < tonumber(e) then
+    redis.call('HSET', KEYS[1], E, ARGV[7])
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  end
+end
+write(KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 10 + n)
 return {before, 1}
 """
 
@@ -539,6 +554,36 @@ class RedisStore:
             raise self._unavailable(f"patch {kind}", error) from None
         return None if flat is None else _record(key, flat)
 
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        """Redis's check-and-set: ``WATCH`` the record, merge in Python, write the field
+        in ``MULTI``; a concurrent write to the record aborts the ``EXEC`` and the merge
+        runs again on what that write left, so no update is lost and one always wins
+        (since Redis 6.0.9 a key expiring under ``WATCH`` also aborts the ``EXEC``).
+        Not a Lua script: ``cjson`` would turn an empty list into ``{}`` and round
+        floats to 14 digits in the caller's data, and the merge rule and size measure
+        stay the one ``merge_object`` of every backend."""
+        name = self._prefix(kind) + key
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(name)
+                        flat: Any = await pipe.hgetall(name)  # flat list: see __init__
+                        record = self._live(key, flat) if flat else None
+                        if record is None:
+                            return None
+                        merged = merge_object(record.value.get(field), fields, max_bytes)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.hset(name, field_name(field), _dumps(merged))
+                        await pipe.execute()
+                        return record._replace(value={**record.value, field: merged})
+                    except redis_errors.WatchError:
+                        continue
+        except _DOWN as error:
+            raise self._unavailable(f"merge {kind}", error) from None
+
     async def delete(self, kind: str, key: str) -> Record | None:
         now = self._clock.now()
         try:
@@ -655,15 +700,19 @@ class RedisStore:
         new_value: JSON,
         new_expires_at: float | None,
         user_id: str | None = None,
+        spent_expires_at: float | None = None,
     ) -> tuple[Record | None, bool]:
         check_kind_key(kind, new_key)
         now = self._clock.now()
         e, ttl = self._expiry(new_expires_at, now)
         spent = _fields(fields)
+        spent_expiry = (
+            ("", "") if spent_expires_at is None else self._expiry(spent_expires_at, now)
+        )
         prefix = self._prefix(kind)
         args: list[str | int] = [
             repr(now), self._index(kind), new_key, e,
-            "" if user_id is None else _dumps_user(user_id), ttl, len(spent),
+            "" if user_id is None else _dumps_user(user_id), ttl, *spent_expiry, len(spent),
             *spent, *_fields(new_value),
         ]
         try:

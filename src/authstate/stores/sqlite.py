@@ -40,7 +40,15 @@ from typing import Any
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
 from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import (
+    JSON,
+    AuditRow,
+    Record,
+    check_kind_key,
+    check_limit,
+    expire_earlier,
+    merge_object,
+)
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 from authstate.stores.sql import Statements, audit_id, prefix_end
@@ -289,6 +297,23 @@ class SQLiteStore:
         db.execute(UPDATE_VALUE, (_dumps(value), expiry, kind, key))
         return Record(key, value, expiry, old.user_id)
 
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        """Read-merge-write inside ``BEGIN IMMEDIATE``, which takes the write lock first,
+        so a concurrent merge from any process waits for this one to commit."""
+        try:
+            with self._immediate() as db:
+                rows = db.execute(SQL.get, (kind, key, self._clock.now())).fetchall()
+                if not rows:
+                    return None
+                old = self._record(key, rows[0])
+                value = {**old.value, field: merge_object(old.value.get(field), fields, max_bytes)}
+                db.execute(UPDATE_VALUE, (_dumps(value), old.expires_at, kind, key))
+                return Record(key, value, old.expires_at, old.user_id)
+        except sqlite3.OperationalError as error:
+            raise self._fail("a merge", error) from error
+
     async def delete(self, kind: str, key: str) -> Record | None:
         rows = self._rows(SQL.delete, (kind, key))
         if not rows or not self._live(rows[0][1]):
@@ -369,6 +394,7 @@ class SQLiteStore:
         new_value: JSON,
         new_expires_at: float | None,
         user_id: str | None = None,
+        spent_expires_at: float | None = None,
     ) -> tuple[Record | None, bool]:
         check_kind_key(kind, new_key)
         try:
@@ -380,7 +406,8 @@ class SQLiteStore:
                 if before.value.get("spent_at") is not None:
                     return before, False
                 spent = _dumps({**before.value, **fields})
-                db.execute(UPDATE_VALUE, (spent, before.expires_at, kind, key))
+                expiry = expire_earlier(before.expires_at, spent_expires_at)
+                db.execute(UPDATE_VALUE, (spent, expiry, kind, key))
                 db.execute(SQL.put, (kind, new_key, _dumps(new_value), new_expires_at, user_id))
                 return before, True
         except sqlite3.OperationalError as error:

@@ -31,6 +31,7 @@ from authstate.state import AuthState
 from authstate.web import problems
 from authstate.web.auditing import AuditOrigin
 from authstate.web.bodies import BodyLimit
+from authstate.web.caller import get_state
 from authstate.web.pages import router as pages_router
 from authstate.web.routes import admin, auth, health, oauth, ops, wellknown
 from authstate.web.schemas import problems as problems_doc
@@ -78,9 +79,30 @@ def create_app(state: AuthState | None = None, *, settings: Settings | None = No
     problems.install(app)
     for router in (
         auth.router, oauth.router, admin.router, wellknown.router, health.router,
-        ops.router, pages_router,
+        ops.router, ops.metrics_router, pages_router,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(AuditOrigin)
+    return app
+
+
+def create_metrics_app(main: FastAPI) -> FastAPI:
+    """The app behind ``AUTHSTATE_METRICS_ADDRESS``: ``GET /metrics`` only, over the
+    ``AuthState`` that ``main``'s lifespan opened (one state, two listeners), so the
+    scrape port can stay on an internal network while the service port is public."""
+
+    def main_state() -> AuthState:
+        opened: AuthState | None = getattr(main.state, "authstate", None)
+        if opened is None:
+            raise problems.Problem(
+                503, "starting", "the service is starting", headers={"Retry-After": "1"}
+            )
+        return opened
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.metrics_listener = True
+    problems.install(app)
+    app.include_router(ops.metrics_router)
+    app.dependency_overrides[get_state] = main_state
     return app

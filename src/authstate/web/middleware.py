@@ -55,6 +55,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Seque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from authstate.clock import numeric_date
 from authstate.errors import (
     BusUnavailable,
     CSRFFailed,
@@ -460,7 +461,7 @@ class Introspection:
         if token_type is not None and str(token_type).lower() not in ACCESS_TOKEN_TYPES:
             raise InvalidToken("not an access token")  # a refresh token is active, too
         exp = answer.get("exp")
-        if isinstance(exp, int | float) and exp <= self.clock.now():
+        if exp is not None and numeric_date(exp, "exp") <= self.clock.now():
             raise InvalidToken("the token is not active")
         if self.audience is not None and not _audience_matches(answer.get("aud"), self.audience):
             raise InvalidToken("the token is not active")

@@ -113,20 +113,9 @@ async def list_sessions(caller: CallerDep, state: StateDep) -> SessionsOut:
     ])
 
 
-@router.delete("/sessions/{handle}", status_code=204, responses=problems(401, 403, 404, 503),
-               summary="Revoke one of the caller's sessions")
-async def revoke_session(handle: str, caller: CallerDep, state: StateDep) -> Response:
-    removed = None
-    if len(handle) == HANDLE_LEN and all(c in "0123456789abcdef" for c in handle):
-        removed = await state.sessions.revoke_handle(caller.user.id, handle, reason="user")
-    if removed is None:
-        raise Problem(404, "not_found", "no such session")
-    response = Response(status_code=204)
-    if removed.sid == caller.identity.sid and caller.via_cookie:
-        cookies.clear_session_cookie(response, state.settings)
-    return response
-
-
+# Declared before ``/sessions/{handle}``: Starlette answers a method it does not route
+# (OPTIONS, GET) from the FIRST route whose path matches, and "{handle}" matches
+# "revoke-others" too, so the other order answered for the wrong route.
 @router.post("/sessions/revoke-others", response_model=RevokedOut, responses=AUTHED,
              summary="Log out everywhere else")
 async def revoke_others(caller: CallerDep, state: StateDep) -> RevokedOut:
@@ -142,6 +131,20 @@ async def revoke_others(caller: CallerDep, state: StateDep) -> RevokedOut:
         ):
             count += 1
     return RevokedOut(revoked=count)
+
+
+@router.delete("/sessions/{handle}", status_code=204, responses=problems(401, 403, 404, 503),
+               summary="Revoke one of the caller's sessions")
+async def revoke_session(handle: str, caller: CallerDep, state: StateDep) -> Response:
+    removed = None
+    if len(handle) == HANDLE_LEN and all(c in "0123456789abcdef" for c in handle):
+        removed = await state.sessions.revoke_handle(caller.user.id, handle, reason="user")
+    if removed is None:
+        raise Problem(404, "not_found", "no such session")
+    response = Response(status_code=204)
+    if removed.sid == caller.identity.sid and caller.via_cookie:
+        cookies.clear_session_cookie(response, state.settings)
+    return response
 
 
 @router.post(

@@ -4,11 +4,16 @@
 one page is the ``before`` of the next); only an admin user may read it, by session
 cookie or bearer token. ``GET /metrics`` is the Prometheus exposition of this process's
 counters; it holds counts, never identities or credentials, and answers 404 when
-``Settings.metrics`` is off.
+``Settings.metrics`` is off. Counts still tell an outsider login failure rates and reuse
+detections, so with ``Settings.metrics_token`` set the scrape must present that token as
+``Authorization: Bearer`` (compared in constant time) or gets a 401 with a challenge.
+With ``Settings.metrics_address`` set, ``/metrics`` lives only on that separate listener
+(``metrics_router`` in ``web.app.create_metrics_app``) and the main port answers 404.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,12 +22,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from authstate.audit import PAGE_MAX, parse_since
-from authstate.web.caller import Caller, CallerDep, StateDep
+from authstate.web.caller import Caller, CallerDep, StateDep, bearer_token
+from authstate.web.middleware import bearer_challenge
 from authstate.web.problems import Problem
 from authstate.web.routes import admin
 from authstate.web.schemas import problems
 
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
 
 
 async def require_admin(caller: CallerDep) -> Caller:
@@ -92,16 +99,32 @@ async def audit_trail(
     return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus exposition"},
-               **problems(404)},
+               **problems(401, 404)},
     summary="Prometheus metrics of this process",
 )
-async def metrics(state: StateDep) -> Response:
+async def metrics(request: Request, state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
+    if state.settings.metrics_address is not None and not getattr(
+        request.app.state, "metrics_listener", False
+    ):
+        raise Problem(404, "not_found", "metrics are served on AUTHSTATE_METRICS_ADDRESS")
+    required = state.settings.metrics_token
+    if required is not None:
+        presented = bearer_token(request)
+        if not presented or not secrets.compare_digest(
+            presented.encode(), required.get_secret_value().encode()
+        ):
+            raise Problem(
+                401, "unauthenticated", "GET /metrics needs the metrics bearer token",
+                headers={"WWW-Authenticate": bearer_challenge(
+                    "invalid_token" if presented is not None else None
+                )},
+            )
     await state.refresh_gauges()
     body, content_type = state.metrics.render()
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
