@@ -266,7 +266,7 @@ def test_rotation_lifecycle_in_memory() -> None:
     assert keyset.version > version
     assert keyset.signer is result.signer and result.signer.kid != old.kid
     (demoted,) = result.demoted
-    assert demoted.kid == old.kid and demoted.status == VERIFY_ONLY
+    assert demoted.kid == old.kid and demoted.state(2000.0) == VERIFY_ONLY
     assert demoted.not_after == 2000.0 and demoted.retire_at == 2000.0 + 600 + 30
     assert keyset.get(old.kid) is not None, "the old key still verifies"
     assert keyset.retire_expired(2629.0) == []
@@ -332,7 +332,7 @@ async def test_rotation_is_shared_through_the_store(store: Store, clock: FrozenC
     assert theirs.signer.kid == old_kid
     assert await keystore.sync(store, theirs) is True
     assert theirs.signer.kid == result.signer.kid
-    assert theirs.get(old_kid) is not None and theirs.get(old_kid).status == VERIFY_ONLY  # type: ignore[union-attr]
+    assert theirs.get(old_kid) is not None and theirs.get(old_kid).state(clock.now()) == VERIFY_ONLY  # type: ignore[union-attr]
     assert await keystore.sync(store, theirs) is False
     clock.advance(600 + 30)
     retired = await keystore.retire_expired(store, mine, clock=clock)

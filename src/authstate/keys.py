@@ -1060,9 +1060,10 @@ class KeySet:
             raise ConfigurationError("the new signer must be an active key with a private part")
         activate_at = now + prepublish
         retire_at = activate_at + self.max_token_ttl + self.leeway
-        ends = VERIFY_ONLY if prepublish == 0 else ACTIVE
+        # The status stays "active": the times alone say when it stops signing, so an
+        # instance reading this record computes the same state at the same instant.
         demoted = [
-            k.with_status(ends, not_after=activate_at, retire_at=retire_at)
+            k.with_status(ACTIVE, not_after=activate_at, retire_at=retire_at)
             for k in self._keys.values()
             if k.status == ACTIVE and (k.not_after is None or k.not_after > activate_at)
         ]
