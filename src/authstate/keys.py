@@ -34,6 +34,7 @@ the store accordingly.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -1400,6 +1401,15 @@ class KeyWatcher:
         self.audit = audit
         self.seen: int | None = None
         self.reloads = 0
+        # One reload at a time, and none during a local change: an install always comes
+        # from a read that started after the previous install, so a slow read can never
+        # put back a key set older than one already in place (a revoked key, say).
+        self.lock = asyncio.Lock()
+
+    async def sync(self) -> bool:
+        """Reload from the store now (a bus event or a resync asked); True on change."""
+        async with self.lock:
+            return await sync(self.store, self.keyset)
 
     async def start(self) -> None:
         """Load (or create) the set and note the version it was loaded at."""
@@ -1417,6 +1427,10 @@ class KeyWatcher:
     async def poll(self) -> bool:
         """One step: reload when the stored version moved (or the keys were lost), then
         retire what is due. True when the key set changed."""
+        async with self.lock:
+            return await self._poll()
+
+    async def _poll(self) -> bool:
         version = await stored_version(self.store)
         lost = self.seen is not None and (version is None or version < self.seen)
         if lost:

@@ -125,7 +125,7 @@ class AuthState:
         self._cache_checked = False  # whether the cache holds only locally checked tokens
         if self.metrics is not None:
             self.revocation.on_lag = self.metrics.observe_bus_lag
-        self.revocation.on_resync.append(lambda: keystore.sync(self.store, self.keys))
+        self.revocation.on_resync.append(self.key_watcher.sync)
         self.refresh = RefreshTokens(
             store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
             family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
@@ -253,10 +253,11 @@ class AuthState:
         (``now``: at once, for an emergency; verifiers with a cached JWKS then refuse
         its tokens until they refetch). Every instance hears of it over the bus, or at
         its next key poll."""
-        result = await keystore.rotate(
-            self.store, self.keys, clock=self.clock, algorithm=algorithm, audit=self.audit,
-            prepublish=0.0 if now else float(self.settings.key_prepublish),
-        )
+        async with self.key_watcher.lock:
+            result = await keystore.rotate(
+                self.store, self.keys, clock=self.clock, algorithm=algorithm,
+                audit=self.audit, prepublish=0.0 if now else float(self.settings.key_prepublish),
+            )
         await self.revocation.announce_key_retired(result.signer.kid)
         return result
 
@@ -264,8 +265,9 @@ class AuthState:
         """Revoke the key ``kid`` at once: every token it signed is refused here now, on
         other instances as soon as the bus or their key poll tells them. Revoking the
         signer puts a replacement in at once (see ``keys.revoke``)."""
-        result = await keystore.revoke(self.store, self.keys, kid, clock=self.clock,
-                                       audit=self.audit)
+        async with self.key_watcher.lock:
+            result = await keystore.revoke(self.store, self.keys, kid, clock=self.clock,
+                                           audit=self.audit)
         await self.revocation.announce_key_retired(kid)
         return result
 
@@ -361,7 +363,7 @@ class AuthState:
         reload the key set when a key changed."""
         kind, cache = event.get("t"), self.tokens.cache
         if kind == "key":
-            task = asyncio.get_running_loop().create_task(keystore.sync(self.store, self.keys))
+            task = asyncio.get_running_loop().create_task(self.key_watcher.sync())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         elif cache is None:
