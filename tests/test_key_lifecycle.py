@@ -103,6 +103,13 @@ def jwks_kids(state: AuthState) -> set[str]:
     return {k["kid"] for k in state.keys.public_jwks()["keys"]}
 
 
+def _signed_parts(token: str) -> tuple[bytes, bytes]:
+    import base64
+
+    signing_input, _, signature = token.rpartition(".")
+    return signing_input.encode(), base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+
+
 def _kid(token: str) -> str:
     import base64
     import json
@@ -186,7 +193,14 @@ async def test_staged_rotation_publishes_then_signs_then_retires(
         assert state.keys.get(old) is not None
         assert state.keys.get(old).state(clock.now()) == "verify_only"  # type: ignore[union-attr]
         assert (await state.authenticate_bearer(old_token)).user_id == "u"
-        clock.advance(TTL + LEEWAY)
+        clock.advance(LEEWAY)
+        await state.poll_keys()
+        record = await state.store.get(keystore.KIND, old)
+        assert record is not None and "d" not in record.value["jwk"], "private half dropped"
+        assert (await state.authenticate_bearer(old_token)).user_id == "u", "still verifies"
+        reloaded = await keystore.load(state.store, clock=clock)
+        assert reloaded.select(old).verify_signature(*_signed_parts(old_token))
+        clock.advance(TTL)
         await state.poll_keys()
         assert jwks_kids(state) == {new} and state.keys.get(old) is None, "retired"
         listed = {k.kid: k.state(clock.now()) for k in

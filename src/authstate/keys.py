@@ -1374,6 +1374,39 @@ async def retire_expired(
     return retired
 
 
+async def drop_private_halves(store: Store, keyset: KeySet, *, clock: Clock) -> bool:
+    """Keep only the public half of asymmetric keys that stopped signing: they verify
+    until they retire, but their private half has no use left (HMAC keys verify with
+    their secret and keep it). Done a leeway after ``not_after``, so an instance whose
+    clock runs a little behind has stopped signing with the key too. True when it wrote.
+    """
+    now = clock.now()
+    due = [k for k in keyset.all()
+           if k.status in (ACTIVE, VERIFY_ONLY) and k.private_key is not None
+           and k.not_after is not None and k.not_after + keyset.leeway <= now]
+    if not due:
+        return False
+    public = []
+    for key in due:
+        half = SigningKey.from_jwk(key.public_jwk() or {}, alg=key.alg, kid=key.kid,
+                                   status=VERIFY_ONLY, created_at=key.created_at)
+        public.append(replace(half, activate_at=key.activate_at, not_after=key.not_after,
+                              retire_at=key.retire_at))
+    done = {k.kid for k in public}
+    keyset.replace_keys([*(k for k in keyset.all() if k.kid not in done), *public])
+    wrote = False
+    for key in public:
+        stored = await store.get(KIND, key.kid)
+        jwk = stored.value.get("jwk") if stored is not None else None
+        if stored is None or not isinstance(jwk, dict) or "d" not in jwk:
+            continue
+        await _put(store, key, now)
+        wrote = True
+    if wrote:
+        await bump_version(store)
+    return wrote
+
+
 class KeyWatcher:
     """Keeps one instance's key set in step with the store, by polling its version.
 
@@ -1450,4 +1483,5 @@ class KeyWatcher:
             self.reloads += 1
         retired = await retire_expired(self.store, self.keyset, clock=self.clock,
                                        audit=self.audit)
-        return changed or bool(retired)
+        halved = await drop_private_halves(self.store, self.keyset, clock=self.clock)
+        return changed or bool(retired) or halved
