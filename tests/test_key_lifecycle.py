@@ -432,3 +432,126 @@ async def _retrying(step: Callable[[], Awaitable[object]]) -> None:
         except StoreUnavailable:
             continue
     await step()
+
+
+# --- the issue's case: `keys rotate` beside a running `serve` on SQLite ----------------
+
+
+def test_keys_rotate_reaches_a_running_serve_on_sqlite(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.test_cli_serve_process import Server, environment
+    from tests.test_cli_serve_process import cli as run_cli
+
+    env = {**environment(), "AUTHSTATE_KEY_POLL_INTERVAL": "0.2"}
+    server = Server([], env, tmp_path)
+    try:
+        server.wait_ready()
+        store = ["--store", f"sqlite:///{tmp_path / 'authstate.db'}"]
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            before = {k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]}
+            rotated = run_cli(["keys", "rotate", "--json", *store], env)
+            assert rotated.exit_code == 0, rotated.output
+            deadline = time.monotonic() + WAIT
+            while True:
+                response = http.get("/.well-known/jwks.json")
+                kids = {k["kid"] for k in response.json()["keys"]}
+                if kids != before:
+                    break
+                assert time.monotonic() < deadline, "the rotation never reached serve"
+                time.sleep(0.05)
+            assert response.headers["cache-control"] == "public, max-age=300"
+            assert len(kids - before) == 1 and before <= kids
+    finally:
+        server.stop()
+
+
+# --- private keys sealed at rest ----------------------------------------------------------
+
+
+async def test_private_keys_are_sealed_under_the_kek(tmp_path: Path, clock: FrozenClock) -> None:
+    from authstate.keywrap import generate_kek
+
+    url = f"sqlite:///{tmp_path / 'sealed.db'}"
+    kek = generate_kek()
+    state = await AuthState.open(settings(url, key_encryption_key=kek), clock=clock)
+    try:
+        token, _ = state.tokens.issue("u")
+        private_d = state.keys.signer.private_jwk()["d"]
+        record = await state.store.get(keystore.KIND, state.keys.signer.kid)
+        assert record is not None and "d" not in record.value["jwk"] and "sealed" in record.value
+    finally:
+        await state.close()
+    assert private_d.encode() not in (tmp_path / "sealed.db").read_bytes()
+
+    again = await AuthState.open(settings(url, key_encryption_key=kek), clock=clock)
+    try:
+        assert (await again.authenticate_bearer(token)).user_id == "u"
+    finally:
+        await again.close()
+    with pytest.raises(ConfigurationError, match="encrypted"):
+        await AuthState.open(settings(url), clock=clock)  # without the KEK: refused
+    with pytest.raises(ConfigurationError, match="not configured"):
+        await AuthState.open(settings(url, key_encryption_key=generate_kek()), clock=clock)
+
+
+def test_a_sealed_key_does_not_open_on_another_record() -> None:
+    from authstate.errors import UnusableKey
+    from authstate.keywrap import KeyWrap, generate_kek
+
+    wrap = KeyWrap.from_text(generate_kek())
+    sealed = wrap.seal({"kty": "oct", "k": "x"}, aad=b"kid-a\0HS256")
+    assert wrap.open(sealed, aad=b"kid-a\0HS256") == {"kty": "oct", "k": "x"}
+    with pytest.raises(UnusableKey):
+        wrap.open(sealed, aad=b"kid-b\0HS256")
+    with pytest.raises(ConfigurationError, match="32 random bytes"):
+        KeyWrap.from_text("c2hvcnQ")
+    assert generate_kek() not in repr(wrap)
+
+
+def test_cli_rewrap_seals_plain_keys_and_rotates_the_kek(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from authstate.cli import app
+    from authstate.keywrap import KeyWrap, fingerprint
+
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    assert runner.invoke(app, ["keys", "generate", "--store", url]).exit_code == 0
+    old, new = (runner.invoke(app, ["keys", "generate-kek"]).stdout.strip() for _ in "ab")
+    assert old != new and len(KeyWrap.from_text(old)._keks) == 1  # type: ignore[attr-defined]
+
+    def sealed_under() -> set[str | None]:
+        async def read() -> set[str | None]:
+            store = await open_store(url)
+            try:
+                return {r.value.get("sealed", {}).get("kek") for r in
+                        await store.scan(keystore.KIND)}
+            finally:
+                await store.close()
+        return asyncio.run(read())
+
+    assert sealed_under() == {None}
+    unset = runner.invoke(app, ["keys", "rewrap", "--store", url])
+    assert unset.exit_code == 1 and "AUTHSTATE_KEY_ENCRYPTION_KEY" in unset.stderr
+    first = runner.invoke(app, ["keys", "rewrap", "--store", url],
+                          env={"AUTHSTATE_KEY_ENCRYPTION_KEY": old})
+    assert first.exit_code == 0, first.output
+    assert sealed_under() == {fingerprint(_raw(old))}
+    second = runner.invoke(app, ["keys", "rewrap", "--store", url],
+                           env={"AUTHSTATE_KEY_ENCRYPTION_KEY": f"{new},{old}"})
+    assert second.exit_code == 0, second.output
+    assert sealed_under() == {fingerprint(_raw(new))}
+    listed = runner.invoke(app, ["keys", "list", "--json", "--store", url])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["state"] == "signing"
+    rotated = runner.invoke(app, ["keys", "rotate", "--store", url],
+                            env={"AUTHSTATE_KEY_ENCRYPTION_KEY": old})
+    assert rotated.exit_code == 1 and "not configured" in rotated.stderr
+
+
+def _raw(kek: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(kek + "=" * (-len(kek) % 4))

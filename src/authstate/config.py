@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from authstate.errors import ConfigurationError
@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     jwks_max_age: int = Field(300, ge=0, le=86400)
     key_prepublish: int = Field(600, ge=0, le=7 * 86400)
     key_poll_interval: float = Field(5.0, ge=0.05, le=300)
+    # private keys sealed at rest (AES-256-GCM) under these KEKs ("NEW[,OLD...]", base64url
+    # of 32 random bytes each), given inline or in a file; unset: plain JWKs in the store
+    key_encryption_key: SecretStr | None = None
+    key_encryption_key_file: Path | None = None
 
     # refresh tokens
     refresh_ttl: int = Field(14 * 86400, ge=60)

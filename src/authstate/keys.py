@@ -70,6 +70,7 @@ from authstate.stores.base import JSON, Store
 
 if TYPE_CHECKING:
     from authstate.audit import AuditLog
+    from authstate.keywrap import KeyWrap
 
 logger = logging.getLogger("authstate.keys")
 
@@ -863,7 +864,7 @@ class KeySet:
     """
 
     __slots__ = ("_candidates", "_keys", "_listeners", "_usable", "clock", "leeway",
-                 "max_token_ttl", "version")
+                 "max_token_ttl", "version", "wrap")
 
     def __init__(
         self,
@@ -872,10 +873,12 @@ class KeySet:
         max_token_ttl: float = 600.0,
         leeway: float = 30.0,
         clock: Clock | None = None,
+        wrap: KeyWrap | None = None,
     ) -> None:
         self.max_token_ttl = float(max_token_ttl)
         self.leeway = float(leeway)
         self.clock: Clock = clock or SystemClock()
+        self.wrap = wrap  # seals private halves when the set is written to a store
         self.version = 0
         self._listeners: list[KeySetListener] = []
         self._keys: Mapping[str, SigningKey] = MappingProxyType({})
@@ -1119,16 +1122,24 @@ def _public_half(key: SigningKey, *, status: KeyStatus,
                    create_signature=None, private_key=None, secret=None)
 
 
-def to_record(key: SigningKey) -> JSON:
+def _aad(kid: object, alg: object) -> bytes:
+    return f"{kid}\0{alg}".encode()
+
+
+def to_record(key: SigningKey, wrap: KeyWrap | None = None) -> JSON:
     """The stored form. A retired or revoked key keeps only its public half (an HMAC
     key nothing): it will never sign or verify again, so its secret has no reason to
     exist. Every other key keeps its private half, so a restart can still sign with
-    it and verify what it signed."""
-    if key.status in _ENDED:
+    it and verify what it signed; with ``wrap`` that half is sealed (``keywrap``)."""
+    sealed: JSON | None = None
+    if key.status in _ENDED or not key.has_private:
         jwk = key.public_jwk()
+    elif wrap is not None:
+        jwk = key.public_jwk()
+        sealed = wrap.seal(key.private_jwk(), aad=_aad(key.kid, key.alg))
     else:
-        jwk = key.private_jwk() if key.has_private else key.public_jwk()
-    return {
+        jwk = key.private_jwk()
+    record: JSON = {
         "kid": key.kid,
         "alg": key.alg,
         "status": key.status,
@@ -1139,6 +1150,9 @@ def to_record(key: SigningKey) -> JSON:
         "revoked_at": key.revoked_at,
         "jwk": jwk,
     }
+    if sealed is not None:
+        record["sealed"] = sealed
+    return record
 
 
 def _never(message: bytes, signature: bytes) -> bool:
@@ -1150,16 +1164,27 @@ def _optional_time(value: JSON, name: str) -> float | None:
     return None if raw is None else float(raw)
 
 
-def from_record(value: JSON) -> SigningKey:
+def from_record(value: JSON, wrap: KeyWrap | None = None, *,
+                public_only: bool = False) -> SigningKey:
+    """The key a record holds. A sealed private half is opened with ``wrap``, or left
+    out with ``public_only`` (listing, publishing), else refused: a service without its
+    KEK must not quietly carry on without its signing keys."""
     status = value.get("status")
     if status not in (ACTIVE, VERIFY_ONLY, RETIRED, REVOKED):
         raise UnusableKey(f"stored key has an unknown status {status!r}")
     created_at = float(value.get("created_at") or 0.0)
-    if status in _ENDED and value.get("jwk") is None:
+    jwk = value.get("jwk")
+    sealed = value.get("sealed")
+    if status not in _ENDED and isinstance(sealed, dict) and not public_only:
+        if wrap is None:
+            raise UnusableKey("the stored signing keys are encrypted; set "
+                              "AUTHSTATE_KEY_ENCRYPTION_KEY (or _FILE)")
+        jwk = wrap.open(sealed, aad=_aad(value.get("kid"), value.get("alg")))
+    if jwk is None:
         key = SigningKey(kid=str(value["kid"]), alg=_spec(value["alg"]).name,
                          verify_signature=_never, status=status, created_at=created_at)
     else:
-        key = SigningKey.from_jwk(value["jwk"], alg=value["alg"], kid=value["kid"],
+        key = SigningKey.from_jwk(jwk, alg=value["alg"], kid=value["kid"],
                                   status=status, created_at=created_at)
     key = replace(
         key,
@@ -1193,33 +1218,49 @@ async def stored_version(store: Store) -> int | None:
     return None if record is None else int(record.value["n"])
 
 
-async def _put(store: Store, key: SigningKey, now: float) -> None:
-    await store.put(KIND, key.kid, to_record(key), expires_at=_record_expiry(key, now))
+async def _put(store: Store, key: SigningKey, now: float, wrap: KeyWrap | None) -> None:
+    await store.put(KIND, key.kid, to_record(key, wrap), expires_at=_record_expiry(key, now))
 
 
 async def save(store: Store, keyset: KeySet, *, now: float = 0.0) -> None:
     """Write every key of the set (insert or replace)."""
     for key in keyset.all():
-        await _put(store, key, now)
+        await _put(store, key, now, keyset.wrap)
     await bump_version(store)
 
 
 async def load(
     store: Store, *, max_token_ttl: float = 600.0, leeway: float = 30.0,
-    clock: Clock | None = None,
+    clock: Clock | None = None, wrap: KeyWrap | None = None, public_only: bool = False,
 ) -> KeySet:
     """The key set as the store holds it (retired and revoked keys included, for
-    listing)."""
+    listing; ``public_only`` for listing and publishing without the KEK)."""
     records = await store.scan(KIND, limit=10_000)
-    return KeySet([from_record(r.value) for r in records], max_token_ttl=max_token_ttl,
-                  leeway=leeway, clock=clock)
+    return KeySet([from_record(r.value, wrap, public_only=public_only) for r in records],
+                  max_token_ttl=max_token_ttl, leeway=leeway, clock=clock, wrap=wrap)
+
+
+async def rewrap(store: Store, wrap: KeyWrap | None, *, clock: Clock,
+                 opener: KeyWrap | None = None) -> int:
+    """Re-write every stored private key under ``wrap``'s current KEK (None: as plain
+    JWKs), opening each with ``opener`` (default ``wrap``). How many were re-written."""
+    now = clock.now()
+    count = 0
+    for record in await store.scan(KIND, limit=10_000):
+        key = from_record(record.value, opener or wrap)
+        if key.status in _ENDED or not key.has_private:
+            continue
+        await _put(store, key, now, wrap)
+        count += 1
+    await bump_version(store)
+    return count
 
 
 async def sync(store: Store, keyset: KeySet) -> bool:
     """Reload ``keyset`` in place from the store (another instance or the CLI changed
     it); True when something changed."""
     records = await store.scan(KIND, limit=10_000)
-    fresh = [from_record(r.value) for r in records]
+    fresh = [from_record(r.value, keyset.wrap) for r in records]
     if {_fingerprint(k) for k in fresh} == {_fingerprint(k) for k in keyset.all()}:
         return False
     keyset.replace_keys(fresh)
@@ -1234,6 +1275,7 @@ async def load_or_create(
     max_token_ttl: float,
     leeway: float = 30.0,
     audit: AuditLog | None = None,
+    wrap: KeyWrap | None = None,
 ) -> KeySet:
     """The shared key set, creating a signer if the store has none that signs now (a
     first start, or a store that lost its keys).
@@ -1241,13 +1283,14 @@ async def load_or_create(
     Two instances starting at once race on one only-if-absent ``create`` of a genesis
     record; the loser adopts the winner's key, so there is one signer, not two.
     """
-    keyset = await load(store, max_token_ttl=max_token_ttl, leeway=leeway, clock=clock)
+    keyset = await load(store, max_token_ttl=max_token_ttl, leeway=leeway, clock=clock,
+                        wrap=wrap)
     if keyset.has_signer:
         await retire_expired(store, keyset, clock=clock, audit=audit)
         return keyset
     now = clock.now()
     candidate = SigningKey.generate(algorithm, now=now)
-    record = to_record(candidate)
+    record = to_record(candidate, wrap)
     won = await store.create(GENESIS_KIND, "genesis", record, expires_at=now + GENESIS_TTL)
     if not won:
         genesis = await store.get(GENESIS_KIND, "genesis")
@@ -1257,7 +1300,8 @@ async def load_or_create(
         await audit.record("key_generated", detail={"kid": candidate.kid, "alg": candidate.alg})
     if await store.create(KIND, str(record["kid"]), record):
         await bump_version(store)
-    keyset = await load(store, max_token_ttl=max_token_ttl, leeway=leeway, clock=clock)
+    keyset = await load(store, max_token_ttl=max_token_ttl, leeway=leeway, clock=clock,
+                        wrap=wrap)
     if not keyset.has_signer:
         raise ConfigurationError("the store holds keys but none can sign; run `authstate "
                                  "keys rotate --now`")
@@ -1281,9 +1325,9 @@ async def rotate(
     now = clock.now()
     retired = await retire_expired(store, keyset, clock=clock, audit=audit, bump=False)
     result = keyset.rotate(new_key, now=now, alg=algorithm, prepublish=prepublish)
-    await _put(store, result.signer, now)
+    await _put(store, result.signer, now, keyset.wrap)
     for key in result.demoted:
-        await _put(store, key, now)
+        await _put(store, key, now, keyset.wrap)
     await bump_version(store)
     if audit is not None:
         await audit.record("key_rotated", detail={
@@ -1325,7 +1369,7 @@ async def revoke(
         raise InvalidInput(f"no key with kid {kid[:KID_MAX]!r}")
     was_signing = target.signs_at(now)
     revoked = keyset.revoke(kid, now=now)
-    await _put(store, revoked, now)
+    await _put(store, revoked, now, keyset.wrap)
     replacement: SigningKey | None = None
     if was_signing and not keyset.has_signer:
         waiting = [k for k in keyset if k.create_signature is not None
@@ -1335,12 +1379,12 @@ async def revoke(
             replacement = replace(newest, activate_at=now)
             keyset.replace_keys([*(k for k in keyset.all() if k.kid != newest.kid),
                                  replacement])
-            await _put(store, replacement, now)
+            await _put(store, replacement, now, keyset.wrap)
         else:
             made = keyset.rotate(now=now, alg=target.alg)
             replacement = made.signer
             for key in (made.signer, *made.demoted):
-                await _put(store, key, now)
+                await _put(store, key, now, keyset.wrap)
     await bump_version(store)
     if audit is not None:
         await audit.record("key_revoked", detail={
@@ -1365,7 +1409,7 @@ async def retire_expired(
         stored = await store.get(KIND, key.kid)
         if stored is not None and stored.value.get("status") in _ENDED:
             continue
-        await _put(store, key, now)
+        await _put(store, key, now, keyset.wrap)
         wrote = True
         if audit is not None:
             await audit.record("key_retired", detail={"kid": key.kid, "alg": key.alg})
@@ -1398,9 +1442,11 @@ async def drop_private_halves(store: Store, keyset: KeySet, *, clock: Clock) -> 
     for key in public:
         stored = await store.get(KIND, key.kid)
         jwk = stored.value.get("jwk") if stored is not None else None
-        if stored is None or not isinstance(jwk, dict) or "d" not in jwk:
+        private = (isinstance(jwk, dict) and "d" in jwk) or (
+            stored is not None and "sealed" in stored.value)
+        if stored is None or not private:
             continue
-        await _put(store, key, now)
+        await _put(store, key, now, keyset.wrap)
         wrote = True
     if wrote:
         await bump_version(store)
@@ -1452,7 +1498,7 @@ class KeyWatcher:
         loaded = await load_or_create(
             self.store, clock=self.clock, algorithm=self.algorithm,
             max_token_ttl=self.keyset.max_token_ttl, leeway=self.keyset.leeway,
-            audit=self.audit,
+            audit=self.audit, wrap=self.keyset.wrap,
         )
         self.keyset.replace_keys(loaded.all())
         self.seen = version

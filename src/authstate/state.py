@@ -22,6 +22,7 @@ from authstate.clients import Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
 from authstate.errors import (
+    AuthstateError,
     InvalidInput,
     InvalidToken,
     MalformedToken,
@@ -31,6 +32,7 @@ from authstate.errors import (
 from authstate.identity import Identity
 from authstate.jwt import AccessTokens
 from authstate.keys import KeySet
+from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
 from authstate.opaque import OpaqueTokens
 from authstate.opaque import looks_like as looks_opaque
@@ -97,8 +99,12 @@ class AuthState:
     def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
         """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
         starts empty and is filled from the store by ``start``."""
-        self.keys = KeySet(max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
-                           clock=self.clock)
+        kek = settings.key_encryption_key
+        self.keys = KeySet(
+            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway, clock=self.clock,
+            wrap=KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
+                                       settings.key_encryption_key_file),
+        )
         self.key_watcher = keystore.KeyWatcher(
             store, self.keys, clock=self.clock, algorithm=settings.key_algorithm,
             audit=self.audit,
@@ -271,6 +277,12 @@ class AuthState:
         await self.revocation.announce_key_retired(kid)
         return result
 
+    async def rewrap_keys(self) -> int:
+        """Re-seal every stored private key under the current key-encryption key; how
+        many. Instances configured with the same KEKs follow at their next reload."""
+        async with self.key_watcher.lock:
+            return await keystore.rewrap(self.store, self.keys.wrap, clock=self.clock)
+
     async def poll_keys(self) -> bool:
         """One key poll step (the background loop runs it every ``key_poll_interval``):
         reload the key set when the store's version moved. True when it changed."""
@@ -285,6 +297,8 @@ class AuthState:
                 outage.recovered()
             except StoreUnavailable as error:
                 outage.failed(error)
+            except AuthstateError as error:  # e.g. a key sealed under an unknown KEK
+                logger.error("key set not reloaded: %s", error.message)
 
     async def check_persistence(self) -> bool | None:
         """Warn when the store forgets everything on restart (a Redis without RDB or

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from authstate import keys as keystore
+from authstate import keywrap
 from authstate.audit import AuditLog
 from authstate.cli.runner import (
     EXIT_USAGE,
@@ -29,6 +30,7 @@ from authstate.cli.runner import (
 )
 from authstate.clock import SystemClock
 from authstate.config import Settings
+from authstate.errors import ConfigurationError
 from authstate.keys import ALGORITHMS, SigningKey
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
@@ -63,6 +65,12 @@ def _row(key: SigningKey, now: float) -> dict[str, Any]:
         "retire_at": iso(key.retire_at),
         "revoked_at": iso(key.revoked_at),
     }
+
+
+def _wrap(settings: Settings) -> keywrap.KeyWrap | None:
+    kek = settings.key_encryption_key
+    return keywrap.KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
+                                         settings.key_encryption_key_file)
 
 
 def _check_alg(alg: str | None) -> None:
@@ -111,7 +119,7 @@ def generate(
         keyset = await keystore.load_or_create(
             opened, clock=SystemClock(), algorithm=alg or settings.key_algorithm,
             max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
-            audit=AuditLog(opened, SystemClock()),
+            audit=AuditLog(opened, SystemClock()), wrap=_wrap(settings),
         )
         return keyset.all()
 
@@ -161,6 +169,28 @@ def revoke(
     _print(keys, as_json, note)
 
 
+@app.command("generate-kek")
+def generate_kek() -> None:
+    """Print a new key-encryption key for AUTHSTATE_KEY_ENCRYPTION_KEY (keep it secret)."""
+    typer.echo(keywrap.generate_kek())
+
+
+@app.command("rewrap")
+def rewrap(store: str | None = StoreOption) -> None:
+    """Re-seal every stored private key under the first KEK of
+    AUTHSTATE_KEY_ENCRYPTION_KEY (plain keys are sealed, keys under an older KEK listed
+    after it are re-sealed). Rotate a KEK: set NEW,OLD everywhere, rewrap, drop OLD."""
+
+    async def action(state: AuthState) -> int:
+        if state.keys.wrap is None:
+            raise ConfigurationError("set AUTHSTATE_KEY_ENCRYPTION_KEY (or _FILE) to the "
+                                     "key-encryption key(s) first")
+        return await state.rewrap_keys()
+
+    count = run(with_state(store, action))
+    console.print(f"re-sealed {count} private key(s) under the current key-encryption key")
+
+
 @app.command("list")
 def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
     """List the keys with their state (published, signing, verify_only, retired,
@@ -168,7 +198,8 @@ def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
 
     async def action(settings: Settings, opened: Store) -> list[SigningKey]:
         keyset = await keystore.load(
-            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway
+            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
+            public_only=True,
         )
         return keyset.all()
 
@@ -183,7 +214,7 @@ def export_jwks(
     """Print the public JWK Set (no private member ever) for other services."""
 
     async def action(settings: Settings, opened: Store) -> dict[str, Any]:
-        return (await keystore.load(opened)).public_jwks()
+        return (await keystore.load(opened, public_only=True)).public_jwks()
 
     document = json.dumps(run(_with_store(store, action)), indent=2) + "\n"
     if out is None:

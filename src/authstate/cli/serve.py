@@ -31,6 +31,11 @@ logger = logging.getLogger("authstate.serve")
 ConfigOption = typer.Option(
     None, "--config", help="A TOML file of settings (keys as in AUTHSTATE_*, lower case)."
 )
+PLAIN_KEYS_WARNING = (
+    "private signing keys are stored unencrypted in the store; set "
+    "AUTHSTATE_KEY_ENCRYPTION_KEY or AUTHSTATE_KEY_ENCRYPTION_KEY_FILE (make one with "
+    "`authstate keys generate-kek`, then run `authstate keys rewrap`) to seal them at rest"
+)
 DEV_WARNING = (
     "development mode: the session cookie is sent without Secure and without the "
     "__Host- prefix so that it works over plain HTTP; run behind HTTPS with "
@@ -102,6 +107,8 @@ def serve_command(
             from None
     if settings.dev:
         logger.warning(DEV_WARNING)
+    if settings.key_encryption_key is None and settings.key_encryption_key_file is None:
+        logger.warning(PLAIN_KEYS_WARNING)
     logger.info("authstate serving on %s (store %s, issuer %s)",
                 f"{settings.host}:{settings.port}", redact_url(settings.store), settings.issuer)
     uvicorn.run(
