@@ -140,6 +140,7 @@ def test_serve_defaults_and_a_full_session_over_http(servers: list[Server], tmp_
     assert server.stop() == 0
     log = server.output()
     assert "development mode" in log and "Secure" in log
+    assert "private signing keys are stored unencrypted" in log  # no KEK configured
     for secret in (PASSWORD, session_id, token, csrf, pair["access_token"], pair["refresh_token"], client["client_secret"]):
         assert secret not in log
     assert "Traceback" not in log

@@ -266,7 +266,7 @@ def test_rotation_lifecycle_in_memory() -> None:
     assert keyset.version > version
     assert keyset.signer is result.signer and result.signer.kid != old.kid
     (demoted,) = result.demoted
-    assert demoted.kid == old.kid and demoted.status == VERIFY_ONLY
+    assert demoted.kid == old.kid and demoted.state(2000.0) == VERIFY_ONLY
     assert demoted.not_after == 2000.0 and demoted.retire_at == 2000.0 + 600 + 30
     assert keyset.get(old.kid) is not None, "the old key still verifies"
     assert keyset.retire_expired(2629.0) == []
@@ -324,7 +324,7 @@ async def test_instances_starting_together_agree_on_one_signer(store: Store,
 async def test_rotation_is_shared_through_the_store(store: Store, clock: FrozenClock) -> None:
     mine = await keystore.load_or_create(store, clock=clock, algorithm="ES256",
                                          max_token_ttl=600, leeway=30)
-    theirs = await keystore.load(store, max_token_ttl=600, leeway=30)
+    theirs = await keystore.load(store, max_token_ttl=600, leeway=30, clock=clock)
     old_kid = mine.signer.kid
     clock.advance(100)
     result = await keystore.rotate(store, mine, clock=clock)
@@ -332,12 +332,12 @@ async def test_rotation_is_shared_through_the_store(store: Store, clock: FrozenC
     assert theirs.signer.kid == old_kid
     assert await keystore.sync(store, theirs) is True
     assert theirs.signer.kid == result.signer.kid
-    assert theirs.get(old_kid) is not None and theirs.get(old_kid).status == VERIFY_ONLY  # type: ignore[union-attr]
+    assert theirs.get(old_kid) is not None and theirs.get(old_kid).state(clock.now()) == VERIFY_ONLY  # type: ignore[union-attr]
     assert await keystore.sync(store, theirs) is False
     clock.advance(600 + 30)
     retired = await keystore.retire_expired(store, mine, clock=clock)
     assert [k.kid for k in retired] == [old_kid]
-    reloaded = await keystore.load(store)
+    reloaded = await keystore.load(store, clock=clock)
     assert reloaded.get(old_kid) is None
     record = await store.get(keystore.KIND, old_kid)
     assert record is not None and "d" not in record.value["jwk"], "retired: public half only"
@@ -350,7 +350,7 @@ async def test_rotate_with_a_given_key_and_algorithm(store: Store, clock: Frozen
     new = SigningKey.generate("HS256", now=clock.now())
     result = await keystore.rotate(store, keyset, clock=clock, new_key=new)
     assert result.signer.kid == new.kid
-    stored = await keystore.load(store)
+    stored = await keystore.load(store, clock=clock)
     assert stored.signer.kid == new.kid and stored.signer.secret == new.secret
     with pytest.raises(ConfigurationError):
         keyset.rotate(stored.signer.with_status(VERIFY_ONLY), now=clock.now())
@@ -376,21 +376,26 @@ def test_cli_generate_list_rotate_export(tmp_path: Path) -> None:
     made = runner.invoke(app, ["keys", "generate", "--alg", "ES256", "--store", url, "--json"])
     assert made.exit_code == 0, made.output
     (first,) = json.loads(made.stdout)
-    assert first["alg"] == "ES256" and first["status"] == "active"
+    assert first["alg"] == "ES256" and first["state"] == "signing"
     again = runner.invoke(app, ["keys", "generate", "--store", url, "--json"])
     assert [k["kid"] for k in json.loads(again.stdout)] == [first["kid"]], "idempotent"
 
     rotated = runner.invoke(app, ["keys", "rotate", "--store", url, "--json"])
     assert rotated.exit_code == 0, rotated.output
     rows = {k["kid"]: k for k in json.loads(rotated.stdout)}
-    assert rows[first["kid"]]["status"] == "verify_only" and rows[first["kid"]]["retire_at"]
-    (new_kid,) = [kid for kid, row in rows.items() if row["status"] == "active"]
-    assert rows[new_kid]["alg"] == "ES256"
+    # staged: the old key signs on until the new one, published now, takes over
+    old_row = rows[first["kid"]]
+    assert old_row["state"] == "signing" and old_row["retire_at"]
+    assert old_row["next_state"] == "verify_only"
+    (new_kid,) = [kid for kid, row in rows.items() if row["state"] == "published"]
+    assert rows[new_kid]["alg"] == "ES256" and rows[new_kid]["next_state"] == "signing"
+    assert rows[new_kid]["next_change_at"] == old_row["next_change_at"]
 
     listed = runner.invoke(app, ["keys", "list", "--store", url, "--json"])
     assert {k["kid"] for k in json.loads(listed.stdout)} == set(rows)
     table = runner.invoke(app, ["keys", "list", "--store", url])
-    assert table.exit_code == 0 and "verify_only" in table.stdout
+    assert table.exit_code == 0 and "published" in table.stdout
+    assert "signing at" in table.stdout and "verify_only at" in table.stdout
 
     exported = runner.invoke(app, ["keys", "export-jwks", "--store", url])
     jwks = json.loads(exported.stdout)

@@ -58,6 +58,7 @@ EVENT_TYPES = frozenset(
         "key_generated",
         "key_rotated",
         "key_retired",
+        "key_revoked",
         "client_created",
         "throttle_tripped",
     }

@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     allow_long_access_tokens: bool = False
     leeway: int = Field(30, ge=0, le=LEEWAY_MAX)
 
+    # signing keys: how long a rotated-in key is published before it signs (at least the
+    # JWKS max-age, so caches hold it first), and how often each instance polls the store
+    # for a key change (the bus, where there is one, is faster; this is the backstop)
+    jwks_max_age: int = Field(300, ge=0, le=86400)
+    key_prepublish: int = Field(600, ge=0, le=7 * 86400)
+    key_poll_interval: float = Field(5.0, ge=0.05, le=300)
+    # private keys sealed at rest (AES-256-GCM) under these KEKs ("NEW[,OLD...]", base64url
+    # of 32 random bytes each), given inline or in a file; unset: plain JWKs in the store
+    key_encryption_key: SecretStr | None = None
+    key_encryption_key_file: Path | None = None
+
     # refresh tokens
     refresh_ttl: int = Field(14 * 86400, ge=60)
     refresh_family_ttl: int = Field(30 * 86400, ge=60)
@@ -132,6 +143,11 @@ class Settings(BaseSettings):
             )
         if self.session_idle_timeout > self.session_absolute_timeout:
             raise ValueError("session_idle_timeout must not exceed session_absolute_timeout")
+        if self.key_prepublish < self.jwks_max_age:
+            raise ValueError(
+                "key_prepublish must be at least jwks_max_age: a key must be in every "
+                "cached JWKS before it signs"
+            )
         if self.refresh_ttl > self.refresh_family_ttl:
             raise ValueError("refresh_ttl must not exceed refresh_family_ttl")
         if self.refresh_reuse_window < self.refresh_grace:

@@ -381,6 +381,8 @@ class AccessTokens:
         # Retirement must outlast the longest token: widen, never narrow, the key set's.
         keys.max_token_ttl = max(keys.max_token_ttl, float(ttl))
         keys.leeway = max(keys.leeway, float(leeway))
+        # The lifecycle is read on the clock the tokens are stamped with.
+        keys.clock = clock
 
     # --- issuing ---
 
@@ -403,8 +405,9 @@ class AccessTokens:
             1 <= lifetime <= self.ttl
         ):
             raise InvalidInput(f"ttl must be between 1 and {self.ttl} seconds")
-        key = self.keys.signer
-        now = int(self._clock.now())
+        moment = self._clock.now()
+        key = self.keys.signer_at(moment)  # the lifecycle is checked at sign time
+        now = int(moment)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "sub": sub,

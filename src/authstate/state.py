@@ -8,6 +8,8 @@ wiring the core modules together on its own. Build it from ``Settings`` with
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -19,13 +21,22 @@ from authstate.bus import Bus, bus_for
 from authstate.clients import Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
-from authstate.errors import InvalidInput, InvalidToken, MalformedToken, SessionNotFound
+from authstate.errors import (
+    AuthstateError,
+    InvalidInput,
+    InvalidToken,
+    MalformedToken,
+    SessionNotFound,
+    StoreUnavailable,
+)
 from authstate.identity import Identity
 from authstate.jwt import AccessTokens
 from authstate.keys import KeySet
+from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
 from authstate.opaque import OpaqueTokens
 from authstate.opaque import looks_like as looks_opaque
+from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
 from authstate.refresh import Grant, RefreshTokens, TokenPair
 from authstate.revocation import Policies, Revocations
@@ -33,6 +44,14 @@ from authstate.sessions import Session, SessionManager
 from authstate.stores import Store, open_store
 from authstate.throttle import LoginThrottle
 from authstate.users import Users
+
+logger = logging.getLogger("authstate.state")
+
+NO_PERSISTENCE_WARNING = (
+    "the Redis store keeps nothing on disk (CONFIG save is empty and appendonly is no): "
+    "a Redis restart loses every user, session and signing key; enable RDB or AOF "
+    "persistence for anything but a throwaway setup"
+)
 
 
 class AuthState:
@@ -80,7 +99,17 @@ class AuthState:
     def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
         """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
         starts empty and is filled from the store by ``start``."""
-        self.keys = KeySet(max_token_ttl=settings.access_token_ttl, leeway=settings.leeway)
+        kek = settings.key_encryption_key
+        self.keys = KeySet(
+            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway, clock=self.clock,
+            wrap=KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
+                                       settings.key_encryption_key_file),
+        )
+        self.key_watcher = keystore.KeyWatcher(
+            store, self.keys, clock=self.clock, algorithm=settings.key_algorithm,
+            audit=self.audit,
+        )
+        self._key_poll: asyncio.Task[None] | None = None
         self.tokens = AccessTokens(
             self.keys, issuer=settings.issuer, audience=settings.audience, clock=self.clock,
             ttl=settings.access_token_ttl, allow_long_lifetime=settings.allow_long_access_tokens,
@@ -102,7 +131,7 @@ class AuthState:
         self._cache_checked = False  # whether the cache holds only locally checked tokens
         if self.metrics is not None:
             self.revocation.on_lag = self.metrics.observe_bus_lag
-        self.revocation.on_resync.append(lambda: keystore.sync(self.store, self.keys))
+        self.revocation.on_resync.append(self.key_watcher.sync)
         self.refresh = RefreshTokens(
             store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
             family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
@@ -223,14 +252,69 @@ class AuthState:
             )
         return len(ended)
 
-    async def rotate_keys(self, *, algorithm: str | None = None) -> keystore.RotationResult:
-        """Rotate the signing key (``algorithm``: the new key's, else the signer's) and
-        tell every verifier to reload the key set."""
-        result = await keystore.rotate(
-            self.store, self.keys, clock=self.clock, algorithm=algorithm, audit=self.audit
-        )
+    async def rotate_keys(
+        self, *, algorithm: str | None = None, now: bool = False
+    ) -> keystore.RotationResult:
+        """Rotate the signing key (``algorithm``: the new key's, else the signer's).
+
+        The new key is published at once and signs after ``key_prepublish`` seconds
+        (``now``: at once, for an emergency; verifiers with a cached JWKS then refuse
+        its tokens until they refetch). Every instance hears of it over the bus, or at
+        its next key poll."""
+        async with self.key_watcher.lock:
+            result = await keystore.rotate(
+                self.store, self.keys, clock=self.clock, algorithm=algorithm,
+                audit=self.audit, prepublish=0.0 if now else float(self.settings.key_prepublish),
+            )
         await self.revocation.announce_key_retired(result.signer.kid)
         return result
+
+    async def revoke_key(self, kid: str) -> keystore.Revocation:
+        """Revoke the key ``kid`` at once: every token it signed is refused here now, on
+        other instances as soon as the bus or their key poll tells them. Revoking the
+        signer puts a replacement in at once (see ``keys.revoke``)."""
+        async with self.key_watcher.lock:
+            result = await keystore.revoke(self.store, self.keys, kid, clock=self.clock,
+                                           audit=self.audit)
+        await self.revocation.announce_key_retired(kid)
+        return result
+
+    async def rewrap_keys(self) -> int:
+        """Re-seal every stored private key under the current key-encryption key; how
+        many. Instances configured with the same KEKs follow at their next reload."""
+        async with self.key_watcher.lock:
+            return await keystore.rewrap(self.store, self.keys.wrap, clock=self.clock)
+
+    async def poll_keys(self) -> bool:
+        """One key poll step (the background loop runs it every ``key_poll_interval``):
+        reload the key set when the store's version moved. True when it changed."""
+        return await self.key_watcher.poll()  # a new key set version empties the caches
+
+    async def _poll_keys_forever(self) -> None:
+        outage = OutageLog(logger, "key set poll")
+        while True:
+            await asyncio.sleep(self.settings.key_poll_interval)
+            try:
+                await self.poll_keys()
+                outage.recovered()
+            except StoreUnavailable as error:
+                outage.failed(error)
+            except AuthstateError as error:  # e.g. a key sealed under an unknown KEK
+                logger.error("key set not reloaded: %s", error.message)
+
+    async def check_persistence(self) -> bool | None:
+        """Warn when the store forgets everything on restart (a Redis without RDB or
+        AOF); whether it persists, None when it cannot tell or the question is moot."""
+        probe = getattr(self.store, "persistence", None)
+        if probe is None:
+            return None
+        persists: bool | None = await probe()
+        if persists is False:
+            logger.warning(NO_PERSISTENCE_WARNING)
+        elif persists is None:
+            logger.info("cannot tell whether the Redis store persists (CONFIG is not "
+                        "available); make sure it does")
+        return persists
 
     async def ping(self) -> str:
         """The store's kind (its URL scheme) when it answers; ``StoreError`` when it
@@ -295,7 +379,7 @@ class AuthState:
         reload the key set when a key changed."""
         kind, cache = event.get("t"), self.tokens.cache
         if kind == "key":
-            task = asyncio.get_running_loop().create_task(keystore.sync(self.store, self.keys))
+            task = asyncio.get_running_loop().create_task(self.key_watcher.sync())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         elif cache is None:
@@ -338,18 +422,21 @@ class AuthState:
         revocation checks read the store."""
         if self._started:
             return
-        loaded = await keystore.load_or_create(
-            self.store, clock=self.clock, algorithm=self.settings.key_algorithm,
-            max_token_ttl=self.settings.access_token_ttl, leeway=self.settings.leeway,
-            audit=self.audit,
-        )
-        self.keys.replace_keys(loaded.all())
+        await self.check_persistence()
+        await self.key_watcher.start()
         await self.revocation.start()
+        self._key_poll = asyncio.create_task(self._poll_keys_forever(),
+                                             name="authstate-key-poll")
         self._started = True
 
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
+        if self._key_poll is not None:
+            self._key_poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_poll
+            self._key_poll = None
         await self.revocation.close()
         self._started = False
         await self.store.close()

@@ -1,4 +1,8 @@
-"""``authstate keys``: create, rotate, list and publish the shared signing keys."""
+"""``authstate keys``: create, rotate, revoke, list and publish the shared signing keys.
+
+Every command works on the store; running services follow within ``key_poll_interval``
+seconds (sooner over the bus). Exit status 0 on success, 1 with a one-line message when
+the command cannot be done (an unknown kid, the store down), 2 for a usage error."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import typer
 from rich.table import Table
 
 from authstate import keys as keystore
+from authstate import keywrap
 from authstate.audit import AuditLog
 from authstate.cli.runner import (
     EXIT_USAGE,
@@ -25,13 +30,14 @@ from authstate.cli.runner import (
 )
 from authstate.clock import SystemClock
 from authstate.config import Settings
+from authstate.errors import ConfigurationError
 from authstate.keys import ALGORITHMS, SigningKey
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Signing keys: generate, rotate, list, export the JWKS.",
+app = typer.Typer(help="Signing keys: generate, rotate, revoke, list, export the JWKS.",
                   no_args_is_help=True)
 
 AlgOption = typer.Option(
@@ -45,15 +51,26 @@ KeyOutOption = typer.Option(
 JwksOutOption = typer.Option(None, "--out", help="Write to this file, not stdout.")
 
 
-def _row(key: SigningKey) -> dict[str, Any]:
+def _row(key: SigningKey, now: float) -> dict[str, Any]:
+    upcoming = key.next_change(now)
     return {
         "kid": key.kid,
         "alg": key.alg,
-        "status": key.status,
+        "state": key.state(now),
+        "next_state": upcoming[0] if upcoming else None,
+        "next_change_at": iso(upcoming[1]) if upcoming else "",
         "created_at": iso(key.created_at),
+        "signs_from": iso(key.activation),
         "not_after": iso(key.not_after),
         "retire_at": iso(key.retire_at),
+        "revoked_at": iso(key.revoked_at),
     }
+
+
+def _wrap(settings: Settings) -> keywrap.KeyWrap | None:
+    kek = settings.key_encryption_key
+    return keywrap.KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
+                                         settings.key_encryption_key_file)
 
 
 def _check_alg(alg: str | None) -> None:
@@ -102,7 +119,7 @@ def generate(
         keyset = await keystore.load_or_create(
             opened, clock=SystemClock(), algorithm=alg or settings.key_algorithm,
             max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
-            audit=AuditLog(opened, SystemClock()),
+            audit=AuditLog(opened, SystemClock()), wrap=_wrap(settings),
         )
         return keyset.all()
 
@@ -113,26 +130,76 @@ def generate(
 @app.command("rotate")
 def rotate(
     alg: str | None = AlgOption,
+    now: bool = typer.Option(
+        False, "--now", help="Emergency: the new key signs at once instead of after "
+        "the pre-publication period (verifiers with a cached JWKS refuse its tokens "
+        "until they refetch)."
+    ),
     store: str | None = StoreOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Make a new key the signer; the old one verifies until its tokens have expired."""
+    """Publish a new key; it signs after AUTHSTATE_KEY_PREPUBLISH seconds (--now: at
+    once), and the old signer then verifies until its tokens have expired."""
     _check_alg(alg)
 
     async def action(state: AuthState) -> list[SigningKey]:
-        await state.rotate_keys(algorithm=alg)
+        await state.rotate_keys(algorithm=alg, now=now)
         return state.keys.all()
 
     _print(run(with_state(store, action)), as_json, "signing keys after rotation")
 
 
+@app.command("revoke")
+def revoke(
+    kid: str = typer.Argument(..., help="The kid of the compromised key."),
+    store: str | None = StoreOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke a key at once: every token it signed is refused everywhere. Revoking the
+    signer makes a replacement sign at once (a published key, else a new one)."""
+
+    async def action(state: AuthState) -> tuple[list[SigningKey], str]:
+        result = await state.revoke_key(kid)
+        note = f"revoked {kid}"
+        if result.replacement is not None:
+            note += f"; {result.replacement.kid} signs from now"
+        return state.keys.all(), note
+
+    keys, note = run(with_state(store, action))
+    _print(keys, as_json, note)
+
+
+@app.command("generate-kek")
+def generate_kek() -> None:
+    """Print a new key-encryption key for AUTHSTATE_KEY_ENCRYPTION_KEY (keep it secret)."""
+    typer.echo(keywrap.generate_kek())
+
+
+@app.command("rewrap")
+def rewrap(store: str | None = StoreOption) -> None:
+    """Re-seal every stored private key under the first KEK of
+    AUTHSTATE_KEY_ENCRYPTION_KEY (plain keys are sealed, keys under an older KEK listed
+    after it are re-sealed). Rotate a KEK: set NEW,OLD everywhere, rewrap, drop OLD."""
+
+    async def action(state: AuthState) -> int:
+        if state.keys.wrap is None:
+            raise ConfigurationError("set AUTHSTATE_KEY_ENCRYPTION_KEY (or _FILE) to the "
+                                     "key-encryption key(s) first")
+        return await state.rewrap_keys()
+
+    count = run(with_state(store, action))
+    console.print(f"re-sealed {count} private key(s) under the current key-encryption key")
+
+
 @app.command("list")
 def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
-    """List the keys: signer, verify-only and recently retired."""
+    """List the keys with their state (published, signing, verify_only, retired,
+    revoked) and when it next changes."""
 
     async def action(settings: Settings, opened: Store) -> list[SigningKey]:
         keyset = await keystore.load(
-            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway
+            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
+            public_only=True,
         )
         return keyset.all()
 
@@ -147,7 +214,7 @@ def export_jwks(
     """Print the public JWK Set (no private member ever) for other services."""
 
     async def action(settings: Settings, opened: Store) -> dict[str, Any]:
-        return (await keystore.load(opened)).public_jwks()
+        return (await keystore.load(opened, public_only=True)).public_jwks()
 
     document = json.dumps(run(_with_store(store, action)), indent=2) + "\n"
     if out is None:
@@ -160,13 +227,16 @@ def export_jwks(
 
 
 def _print(keys: list[SigningKey], as_json: bool, title: str) -> None:
-    rows = [_row(k) for k in keys]
+    now = SystemClock().now()
+    rows = [_row(k, now) for k in keys]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title=title)
-    for column in ("kid", "alg", "status", "created_at", "not_after", "retire_at"):
+    for column in ("kid", "alg", "state", "next change", "created_at"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        upcoming = f"{row['next_state']} at {row['next_change_at']}" if row["next_state"] \
+            else ""
+        table.add_row(row["kid"], row["alg"], row["state"], upcoming, row["created_at"])
     console.print(table)

@@ -38,6 +38,11 @@ logger = logging.getLogger("authstate.serve")
 ConfigOption = typer.Option(
     None, "--config", help="A TOML file of settings (keys as in AUTHSTATE_*, lower case)."
 )
+PLAIN_KEYS_WARNING = (
+    "private signing keys are stored unencrypted in the store; set "
+    "AUTHSTATE_KEY_ENCRYPTION_KEY or AUTHSTATE_KEY_ENCRYPTION_KEY_FILE (make one with "
+    "`authstate keys generate-kek`, then run `authstate keys rewrap`) to seal them at rest"
+)
 DEV_WARNING = (
     "development mode: the session cookie is sent without Secure and without the "
     "__Host- prefix so that it works over plain HTTP; run behind HTTPS with "
@@ -54,10 +59,13 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - compared, neve
 
 def start_warnings(settings: Settings) -> list[str]:
     """What an operator should hear at start about settings that work but expose
-    something. Development mode is its own single warning."""
-    if settings.dev:
-        return [DEV_WARNING]
+    something. In development mode the metrics warning is left out: the dev warning
+    already says the service is not for exposure."""
     warnings = []
+    if settings.key_encryption_key is None and settings.key_encryption_key_file is None:
+        warnings.append(PLAIN_KEYS_WARNING)
+    if settings.dev:
+        return [DEV_WARNING, *warnings]
     listen = settings.metrics_listen()
     internal = listen is not None and listen[0] not in WILDCARD_HOSTS
     if settings.metrics and settings.metrics_token is None and not internal:

@@ -364,6 +364,7 @@ class RedisStore:
         # come, they are the record's JSON.
         client.connection_pool.connection_kwargs["protocol"] = 2
         client.set_response_callback("HGETALL", _as_is)
+        client.set_response_callback("CONFIG GET", _as_is)
         self._redis = client
         self._pool = client.connection_pool
         self._clock = clock or SystemClock()
@@ -819,6 +820,23 @@ class RedisStore:
         except _DOWN as error:
             raise self._unavailable("ping", error) from None
 
+    async def persistence(self) -> bool | None:
+        """Whether the server keeps data on disk (RDB snapshots or AOF): a fact for the
+        core's start-up warning. None when it cannot tell (``CONFIG`` is disabled or not
+        permitted, as on many managed services)."""
+        try:
+            save = await self._redis.config_get("save")
+            aof = await self._redis.config_get("appendonly")
+        except redis_errors.ResponseError:  # NoPermissionError and renamed CONFIG alike
+            return None
+        except _DOWN as error:
+            raise self._unavailable("config get", error) from None
+        pairs = [*save, *aof]  # flat [name, value, ...] replies
+        found = {_text(k): _text(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)}
+        snapshots = found.get("save", "").strip()
+        appendonly = found.get("appendonly", "no").strip().lower()
+        return bool(snapshots) or appendonly == "yes"
+
     async def drop_namespace(self) -> None:
         """Delete every key under this namespace (tests, and tearing a deployment down)."""
         try:
@@ -835,6 +853,10 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _after(stream_id: str) -> str:

@@ -14,6 +14,13 @@ router = APIRouter(prefix="/.well-known", tags=["discovery"])
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
+def jwks_cache(max_age: int) -> dict[str, str]:
+    """How long verifiers may cache the JWKS: ``jwks_max_age``, which the key
+    pre-publication period is validated to cover (a new key is in every cache before
+    it signs)."""
+    return {"Cache-Control": f"public, max-age={max_age}"}
+
+
 @router.get(
     "/jwks.json",
     summary="The public keys that verify this service's tokens",
@@ -22,7 +29,8 @@ CACHE = {"Cache-Control": "public, max-age=300"}
                      "description": "RFC 7517 §5 JWK Set"}},
 )
 async def jwks(state: StateDep) -> JSONResponse:
-    return JSONResponse(state.keys.public_jwks(), headers=CACHE,
+    return JSONResponse(state.keys.public_jwks(),
+                        headers=jwks_cache(state.settings.jwks_max_age),
                         media_type="application/jwk-set+json")
 
 
