@@ -24,6 +24,7 @@ from authstate import csrf, introspection
 from authstate import keys as keystore
 from authstate.audit import AuditLog
 from authstate.bus import Bus, bus_for
+from authstate.cleanup import BATCH, CleanupReport, cleanup_once
 from authstate.clients import Client, Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
@@ -398,6 +399,11 @@ class AuthState:
         await self.audit.record("client_created", actor="system",
                                 detail={"client_id": client.id, "name": client.name})
         return client, secret
+
+    async def cleanup(self, *, batch: int = BATCH) -> CleanupReport:
+        """Reclaim expired records and audit events past retention now, in batches of
+        ``batch`` (``authstate serve`` also runs this in the background)."""
+        return await cleanup_once(self.store, self.audit, metrics=self.metrics, batch=batch)
 
     # -- tokens: the hybrid -----------------------------------------------------------
 
