@@ -86,7 +86,8 @@ async def test_revoke_user_bumps_the_version(store: Store, clock: FrozenClock) -
     opaque, _ = await state.opaque.issue("alice")
     _, bob = await state.sessions.create("bob")
     bob_token, _ = await state.issue_for_session(bob)
-    assert await state.revoke_user("alice", reason="compromised") == 1
+    revoked = await state.revoke_user("alice", reason="compromised")
+    assert (revoked.sessions, revoked.families) == (1, 1)
     for bearer in (token, pair.access_token):
         with pytest.raises(TokenRevoked):
             await state.authenticate_bearer(bearer)

@@ -17,7 +17,6 @@ from authstate.passwords import PasswordHasher
 from authstate.state import AuthState
 from authstate.stores import Store
 from authstate.throttle import LoginThrottle
-from authstate.web.login import check_credentials
 from tests.web.api import PASSWORD, api_settings
 
 WINDOW_START = 900 * 2_000_000  # the start of a window, so the arithmetic below is exact
@@ -123,7 +122,7 @@ async def test_counter_keys_hold_no_address(throttle: LoginThrottle, store: Stor
     assert keys and not any("secret.person" in k for k in keys)
 
 
-# The login flow (web/login.py over AuthState), with every attempt launched at once.
+# The login flow (AuthState.login), with every attempt launched at once.
 
 
 class CountingHasher(PasswordHasher):
@@ -161,8 +160,7 @@ def counted(state: AuthState) -> int:
 
 async def guess(state: AuthState, password: str, *, ip: str = "198.51.100.20") -> str:
     try:
-        await check_credentials(state, "gina@example.com", password, ip=ip,
-                                user_agent="test", via="session")
+        await state.login("gina@example.com", password, ip=ip, user_agent="test")
     except Throttled as refused:
         assert refused.retry_after > 0
         return "throttled"
@@ -205,8 +203,8 @@ async def test_parallel_guesses_across_accounts_are_bounded_per_ip(
 
         async def spray(n: int) -> str:
             try:
-                await check_credentials(state, f"user{n}@example.com", "wrong guess", ip="192.0.2.9",
-                                        user_agent=None, via="session")
+                await state.login(f"user{n}@example.com", "wrong guess", ip="192.0.2.9",
+                                  user_agent=None)
             except Throttled:
                 return "throttled"
             except AuthenticationFailed:

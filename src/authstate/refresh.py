@@ -120,6 +120,15 @@ ReuseHook = Callable[[Grant], Awaitable[None]]
 
 
 class RefreshTokens:
+    """Refresh token families on the store: start one at login, rotate on every use,
+    revoke by token, session or user (see the module docstring).
+
+    Why it exists: access tokens must stay short-lived so that revocation bites soon,
+    yet a client should not ask its user for a password every few minutes. A refresh
+    token bridges that, and rotating it turns a stolen copy into a detected theft
+    instead of a silent second login. Access tokens are minted through ``mint`` (the
+    front door's signer), so this class holds no key."""
+
     def __init__(
         self,
         store: Store,

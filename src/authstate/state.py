@@ -1,8 +1,15 @@
-"""The front door: one object composes the store, sessions, keys, tokens and revocation.
+"""The front door: one object composes the store, sessions, keys, tokens and revocation,
+and owns every flow a user or an operator triggers.
 
 ``web``, ``cli`` and ``bench`` each hold one ``AuthState`` and call it, rather than each
 wiring the core modules together on its own. Build it from ``Settings`` with
 ``await AuthState.open(settings)`` (or ``async with``), or hand it an already open store.
+
+The flows (``login``, ``password_grant``, ``logout``, ``change_password``, ``end_sessions``,
+``revoke_user``, ``add_user``, ``add_client``, ``rotate_keys`` ...) are methods here, each
+doing its whole job: the throttle, the checks, the store writes and the audit trail. The
+HTTP routes, the pages, the CLI and any future adapter only translate their inputs to one
+of these calls and its result (or error) back, so two front ends cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,17 +18,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from authstate import introspection
+from authstate import csrf, introspection
 from authstate import keys as keystore
 from authstate.audit import AuditLog
 from authstate.bus import Bus, bus_for
-from authstate.clients import Clients
+from authstate.cleanup import BATCH, CleanupReport, cleanup_once
+from authstate.clients import Client, Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
 from authstate.errors import (
+    AuthenticationFailed,
     AuthstateError,
     InvalidInput,
     InvalidToken,
@@ -40,10 +50,41 @@ from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
 from authstate.refresh import Grant, RefreshTokens, TokenPair
 from authstate.revocation import Policies, Revocations
-from authstate.sessions import Session, SessionManager
+from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
 from authstate.stores import Store, open_store
 from authstate.throttle import LoginThrottle
-from authstate.users import Users
+from authstate.users import User, Users
+
+HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    """A successful login: the session's secret ID (for the cookie, given out once), the
+    session, and its CSRF token."""
+
+    user: User
+    session_id: str
+    session: Session
+    csrf_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChanged:
+    """A changed password. ``session_id`` is the caller's session's new ID (it was
+    rotated: a privilege change) or None when no session made the change."""
+
+    user: User
+    session_id: str | None = None
+    session: Session | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRevoked:
+    """What ``revoke_user`` ended: sessions and refresh token families."""
+
+    sessions: int
+    families: int
 
 logger = logging.getLogger("authstate.state")
 
@@ -55,6 +96,16 @@ NO_PERSISTENCE_WARNING = (
 
 
 class AuthState:
+    """The front door of authstate: one per process, holding the store, the key set, the
+    revocation state and the bus, and owning every flow (see the module docstring).
+
+    Why one object: sessions, tokens and revocation are one system (ending a session
+    revokes its refresh families, opaque tokens and bound access tokens; a user's token
+    version ends every JWT), and that wiring must be done once, in one place, for every
+    front end. Why the flows live here: a rule written in a route would be missed by the
+    pages, the CLI or a sync adapter calling the same thing another way.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -158,6 +209,228 @@ class AuthState:
             session=session,
         )
 
+    # -- flows: logging in and out ---------------------------------------------------
+
+    async def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        previous_session_id: str | None = None,
+        via: str = "session",
+    ) -> LoginResult:
+        """Log in with email and password: a new session with a fresh CSRF token.
+
+        The order matters: the attempt takes its throttle slots (per account, per client
+        IP) before any password work, so a throttled attempt costs the service nothing
+        and learns nothing, and a burst of parallel guesses cannot outrun the count (see
+        ``throttle``). A failure keeps its slots; a success gives back only its own, and
+        always creates a session with a fresh ID (no session fixation: an ID the client
+        held before, ``previous_session_id``, is revoked, never upgraded) and a fresh CSRF
+        token in its data. Every step is audited, with no password and no session ID.
+        ``via`` names the front end in the failure's audit detail.
+
+        Raises ``Throttled``, ``AuthenticationFailed`` or ``StoreUnavailable``."""
+        user = await self._check_credentials(
+            email, password, ip=ip, user_agent=user_agent, via=via
+        )
+        token = csrf.new_token()
+        session_id, session = await self.sessions.create(
+            user.id, ip=ip, user_agent=user_agent, data={csrf.DATA_KEY: token}
+        )
+        actor = f"user:{user.id}"
+        await self.audit.record(
+            "session_created", actor=actor, user_id=user.id, session=session.handle,
+            ip=ip, user_agent=user_agent,
+        )
+        if previous_session_id is not None:
+            previous = await self.sessions.revoke(previous_session_id, reason="login")
+            if previous is not None:
+                await self.audit.record(
+                    "session_rotated", actor=actor, user_id=user.id,
+                    session=session.handle, ip=ip, user_agent=user_agent,
+                    detail={"previous": previous.handle, "reason": "login"},
+                )
+        await self.audit.record(
+            "login_succeeded", actor=actor, user_id=user.id, session=session.handle,
+            ip=ip, user_agent=user_agent,
+        )
+        return LoginResult(user, session_id, session, token)
+
+    async def password_grant(
+        self, email: str, password: str, *, ip: str | None, user_agent: str | None
+    ) -> TokenPair:
+        """RFC 6749 §4.3: the same credential check, throttle and audit as ``login``, then
+        a session (for the token's ``sid``; no cookie, so no CSRF token) and the first
+        access and refresh tokens of a new family bound to it."""
+        via = "password_grant"
+        user = await self._check_credentials(
+            email, password, ip=ip, user_agent=user_agent, via=via
+        )
+        _, session = await self.sessions.create(user.id, ip=ip, user_agent=user_agent)
+        actor = f"user:{user.id}"
+        await self.audit.record(
+            "session_created", actor=actor, user_id=user.id, session=session.handle,
+            ip=ip, user_agent=user_agent, detail={"via": via},
+        )
+        pair = await self.login_tokens(user.id, session)
+        await self.audit.record(
+            "login_succeeded", actor=actor, user_id=user.id, session=session.handle,
+            ip=ip, user_agent=user_agent, detail={"via": via},
+        )
+        return pair
+
+    async def _check_credentials(
+        self, email: str, password: str, *, ip: str | None, user_agent: str | None, via: str
+    ) -> User:
+        """The user, or ``Throttled`` / ``AuthenticationFailed``; counts and audits
+        failures. The one credential check of every flow that takes a password."""
+        attempt = await self.throttle.admit(email, ip)
+        try:
+            user = await self.users.authenticate(email, password)
+        except AuthenticationFailed:
+            verdict = self.throttle.failed(attempt)
+            detail = {"reason": "bad_credentials", "email_fp": fingerprint(email.strip().lower()),
+                      "via": via}
+            target = await self.users.by_email(email)  # for the trail only; the answer is one
+            target_id = target.id if target is not None else None
+            await self.audit.record(
+                "login_failed", ip=ip, user_agent=user_agent, detail=detail, user_id=target_id,
+            )
+            if verdict.tripped:
+                scope = ("account" if verdict.account_failures >= self.throttle.account_limit
+                         else "ip")
+                await self.audit.record(
+                    "throttle_tripped", ip=ip, user_agent=user_agent, user_id=target_id,
+                    detail={**detail, "scope": scope,
+                            "account_failures": verdict.account_failures,
+                            "ip_failures": verdict.ip_failures},
+                )
+            raise
+        await self.throttle.succeeded(attempt)
+        return user
+
+    async def logout(
+        self,
+        *,
+        session_id: str | None = None,
+        token: str | None = None,
+        identity: Identity | None = None,
+    ) -> None:
+        """End what authenticated the request: the session behind a cookie
+        (``session_id``), or a bearer ``token`` and the session it is bound to (the
+        ``sid`` of its ``identity``)."""
+        if session_id is not None:
+            await self.sessions.revoke(session_id, reason="logout")
+            return
+        if token is None:
+            raise InvalidInput("logout needs the session ID or the token of the caller")
+        await self.revoke_token(token)
+        if identity is not None and identity.sid is not None:
+            await self.end_session_by_sid(identity.user_id, identity.sid, reason="logout")
+
+    async def change_password(
+        self,
+        user_id: str,
+        current: str,
+        new: str,
+        *,
+        session_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> PasswordChanged:
+        """Change the password after checking the current one (throttled and audited as a
+        login): every other session, every refresh family and opaque token, and (token
+        versions) every access token end; the caller's own session (``session_id``)
+        survives with a new ID (a privilege change).
+
+        Raises ``AuthenticationFailed`` for a wrong current password, ``Throttled``,
+        ``InvalidInput`` for a weak new one."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise AuthenticationFailed()
+        await self._check_credentials(
+            user.email, current, ip=ip, user_agent=user_agent, via="password_change"
+        )
+        user = await self.users.set_password(user.id, new)
+        actor = f"user:{user.id}"
+        await self.revoke_user(user.id, reason="password_change", except_session_id=session_id)
+        await self.audit.record("password_changed", actor=actor, user_id=user.id, ip=ip,
+                                user_agent=user_agent)
+        rotated = await self.sessions.rotate(session_id) if session_id is not None else None
+        if rotated is None:
+            return PasswordChanged(user)
+        new_id, session = rotated
+        await self.audit.record(
+            "session_rotated", actor=actor, user_id=user.id, session=session.handle,
+            ip=ip, user_agent=user_agent, detail={"reason": "password_change"},
+        )
+        return PasswordChanged(user, new_id, session)
+
+    # -- flows: sessions, users and clients, for users and operators ------------------
+
+    async def end_session(
+        self, user_id: str, handle: str, *, reason: str = "user"
+    ) -> Session | None:
+        """End one of ``user_id``'s sessions by its public handle; None when the handle
+        is malformed, unknown or another user's."""
+        if len(handle) != HANDLE_LEN or not set(handle) <= HEX:
+            return None
+        return await self.sessions.revoke_handle(user_id, handle, reason=reason)
+
+    async def end_sessions(
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        keep_session_id: str | None = None,
+        keep_sid: str | None = None,
+    ) -> list[Session]:
+        """End the user's sessions ("log out everywhere else"), keeping the one whose
+        secret ID is ``keep_session_id`` (a cookie caller's own) or, for a bearer caller,
+        the one whose ``sid`` is ``keep_sid``. The sessions ended."""
+        if keep_sid is None or keep_session_id is not None:
+            return await self.sessions.revoke_all(
+                user_id, except_id=keep_session_id, reason=reason
+            )
+        ended = []
+        for session in await self.sessions.for_user(user_id):
+            if session.sid != keep_sid and (
+                gone := await self.sessions.revoke_handle(user_id, session.handle, reason=reason)
+            ) is not None:
+                ended.append(gone)
+        return ended
+
+    async def end_sessions_by_prefix(self, handle_prefix: str, *, reason: str) -> list[Session]:
+        """End every session whose public handle starts with ``handle_prefix`` (4 to 64
+        lowercase hex characters, else ``InvalidInput``), of any user: for operators."""
+        return await self.sessions.revoke_prefix(handle_prefix, reason=reason)
+
+    async def add_user(self, email: str, password: str, *, admin: bool = False, via: str) -> User:
+        """Create an account (``InvalidInput`` for a bad email or a weak password,
+        ``Conflict`` for a taken email) and audit it; ``via`` names the front end."""
+        user = await self.users.create(email, password, admin=admin)
+        await self.audit.record(
+            "user_created", actor="system", user_id=user.id,
+            detail={"admin": admin, "via": via},
+        )
+        return user
+
+    async def add_client(self, name: str) -> tuple[Client, str]:
+        """Register a client of the introspection and revocation endpoints and audit it;
+        its secret is returned only here (only its hash is stored)."""
+        client, secret = await self.clients.create(name)
+        await self.audit.record("client_created", actor="system",
+                                detail={"client_id": client.id, "name": client.name})
+        return client, secret
+
+    async def cleanup(self, *, batch: int = BATCH) -> CleanupReport:
+        """Reclaim expired records and audit events past retention now, in batches of
+        ``batch`` (``authstate serve`` also runs this in the background)."""
+        return await cleanup_once(self.store, self.audit, metrics=self.metrics, batch=batch)
+
     # -- tokens: the hybrid -----------------------------------------------------------
 
     async def issue_for_session(
@@ -237,12 +510,15 @@ class AuthState:
 
     async def revoke_user(
         self, user_id: str, *, reason: str = "admin", except_session_id: str | None = None
-    ) -> int:
-        """Log the user out everywhere: sessions, refresh families, opaque tokens, and
-        (token versions) every access token issued so far. How many sessions ended.
-        ``except_session_id`` keeps the caller's own session (a password change)."""
+    ) -> UserRevoked:
+        """Log the user out everywhere: refresh families, sessions, opaque tokens, and
+        (token versions) every access token issued so far; each done once, here.
+        ``except_session_id`` keeps the caller's own session (a password change).
+
+        Families go first, so that their count includes those bound to sessions (ending a
+        session would otherwise revoke them on the way, uncounted)."""
+        families = await self.refresh.revoke_user(user_id)
         ended = await self.sessions.revoke_all(user_id, except_id=except_session_id, reason=reason)
-        await self.refresh.revoke_user(user_id)
         await self.opaque.revoke_user(user_id)
         if self.settings.revocation_token_version:
             version = await self.revocation.bump_version(user_id)
@@ -250,7 +526,7 @@ class AuthState:
                 "user_version_bumped", user_id=user_id,
                 detail={"reason": reason, "ver": version},
             )
-        return len(ended)
+        return UserRevoked(sessions=len(ended), families=families)
 
     async def rotate_keys(
         self, *, algorithm: str | None = None, now: bool = False

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from authstate.cleanup import BATCH, CleanupReport, cleanup_once
+from authstate.cleanup import BATCH, CleanupReport
 from authstate.cli.runner import JsonOption, StoreOption, console, run, with_state
 from authstate.state import AuthState
 
@@ -22,7 +22,7 @@ def cleanup_command(
     and audit events past retention (`authstate serve` also does this in the background)."""
 
     async def action(state: AuthState) -> CleanupReport:
-        return await cleanup_once(state.store, state.audit, metrics=state.metrics, batch=batch)
+        return await state.cleanup(batch=batch)
 
     report = run(with_state(store, action))
     if as_json:

@@ -31,10 +31,7 @@ def add(
     """Create a client and print its ID and secret. The secret is shown only this once."""
 
     async def action(state: AuthState) -> tuple[Client, str]:
-        client, secret = await state.clients.create(name)
-        await state.audit.record("client_created", actor="system",
-                                 detail={"client_id": client.id, "name": client.name})
-        return client, secret
+        return await state.add_client(name)
 
     client, secret = run(with_state(store, action))
     if as_json:

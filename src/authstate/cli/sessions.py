@@ -70,9 +70,9 @@ def revoke(
 
     async def action(state: AuthState) -> list[Session]:
         if user is not None:
-            return await state.sessions.revoke_all(user, reason="admin")
+            return await state.end_sessions(user, reason="admin")
         assert handle_prefix is not None
-        return await state.sessions.revoke_prefix(handle_prefix.lower(), reason="admin")
+        return await state.end_sessions_by_prefix(handle_prefix.lower(), reason="admin")
 
     ended = run(with_state(store, action))
     if as_json:

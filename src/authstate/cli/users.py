@@ -58,12 +58,7 @@ def add(
     password = _read_password(password_stdin)
 
     async def action(state: AuthState) -> User:
-        user = await state.users.create(email, password, admin=admin)
-        await state.audit.record(
-            "user_created", actor="system", user_id=user.id,
-            detail={"admin": admin, "via": "cli"},
-        )
-        return user
+        return await state.add_user(email, password, admin=admin, via="cli")
 
     user = run(with_state(store, action))
     if as_json:

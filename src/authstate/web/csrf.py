@@ -17,31 +17,27 @@ With Standard Headers"; Fetch Metadata (W3C) for ``Sec-Fetch-Site``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
+from authstate.csrf import DATA_KEY, TOKEN_BYTES, csrf_token_for, new_token, tokens_match
 from authstate.sessions import Session
 from authstate.web.middleware import SAFE_METHODS
 from authstate.web.problems import Problem
 
+# The token itself (made at login, kept in the session, compared in constant time) is
+# the core's ``authstate.csrf``; its names stay importable from here.
+__all__ = [
+    "DATA_KEY", "FORM_FIELD", "HEADER", "SAME_SITE_VALUES", "TOKEN_BYTES", "check",
+    "check_provenance", "csrf_token_for", "forbidden", "from_here", "new_token", "origin_of",
+    "same_origin", "tokens_match",
+]
+
 HEADER = "X-CSRF-Token"
 FORM_FIELD = "csrf_token"
-DATA_KEY = "csrf"
 SAME_SITE_VALUES = frozenset({b"same-origin", b"none"})
-TOKEN_BYTES = 32
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def csrf_token_for(session: Session) -> str | None:
-    """The session's CSRF token (kept in its data since login), or None."""
-    token = session.data.get(DATA_KEY)
-    return token if isinstance(token, str) and token else None
 
 
 def origin_of(url: str) -> str | None:
@@ -129,5 +125,5 @@ def check(
     given = submitted if submitted is not None else connection.headers.get(HEADER)
     if expected is None or not given:
         raise forbidden(f"the {HEADER} header is required")
-    if not secrets.compare_digest(given.encode("utf-8", "replace"), expected.encode()):
+    if not tokens_match(given, expected):
         raise forbidden(f"the {HEADER} header does not match the session")

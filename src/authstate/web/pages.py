@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,7 +50,6 @@ from authstate.web.cookies import (
     read_session_id,
     set_session_cookie,
 )
-from authstate.web.login import login
 from authstate.web.middleware import RETRY_AFTER
 from authstate.web.problems import Problem
 
@@ -268,15 +266,15 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")[:320]
     expected = request.cookies.get(_login_csrf_cookie(state), "")
     given = form.get(csrf.FORM_FIELD, "")
-    if not (expected and given and csrf.from_here(request, state.settings.issuer)
-            and secrets.compare_digest(expected.encode(), given.encode("utf-8", "replace"))):
+    if not (csrf.from_here(request, state.settings.issuer)
+            and csrf.tokens_match(given, expected)):
         return _login_page(
             request, state, next_url=next_url, email=email, status_code=403,
             error="This form expired. Please try again.", fresh=True,
         )
     try:
-        result = await login(
-            state, email, form.get("password", ""),
+        result = await state.login(
+            email, form.get("password", ""),
             ip=client_ip(request), user_agent=user_agent(request),
             previous_session_id=read_session_id(request, state.settings),
         )
@@ -310,7 +308,7 @@ async def logout(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     visitor, _ = posted
-    await state.sessions.revoke(visitor.session_id, reason="logout")
+    await state.logout(session_id=visitor.session_id)
     return _logged_out(state)
 
 
@@ -342,7 +340,7 @@ async def revoke_device(request: Request, handle: str) -> Response:
     if isinstance(posted, Response):
         return posted
     visitor, _ = posted
-    ended = await state.sessions.revoke_handle(visitor.user.id, handle, reason="user")
+    ended = await state.end_session(visitor.user.id, handle, reason="user")
     if ended is not None and ended.handle == visitor.session.handle:
         return _logged_out(state)
     if ended is None:
@@ -362,8 +360,8 @@ async def revoke_others(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     visitor, _ = posted
-    ended = await state.sessions.revoke_all(
-        visitor.user.id, except_id=visitor.session_id, reason="revoke_others"
+    ended = await state.end_sessions(
+        visitor.user.id, reason="revoke_others", keep_session_id=visitor.session_id
     )
     return _see_other(f"/account?revoked={len(ended)}")
 

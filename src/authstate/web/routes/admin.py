@@ -26,6 +26,5 @@ async def revoke_user(user_id: str, caller: CallerDep, state: StateDep) -> Admin
     target = await state.users.get(user_id)
     if target is None:
         raise Problem(404, "not_found", "no such user")
-    families = await state.refresh.revoke_user(target.id)
-    sessions = await state.revoke_user(target.id, reason="admin")
-    return AdminRevokedOut(revoked_sessions=sessions, revoked_families=families)
+    revoked = await state.revoke_user(target.id, reason="admin")
+    return AdminRevokedOut(revoked_sessions=revoked.sessions, revoked_families=revoked.families)

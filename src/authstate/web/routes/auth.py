@@ -1,7 +1,8 @@
 """``/auth/*``: logging in and out, who am I, my devices, my password, my access token.
 
 Every route that changes state and is authenticated by the session cookie passes the CSRF
-check in ``web/caller.py``; bearer callers need none. Login is ``web/login.py``.
+check in ``web/caller.py``; bearer callers need none. Each route translates HTTP to one
+``AuthState`` flow (``login``, ``logout``, ``change_password`` ...) and its result back.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from authstate.errors import AuthenticationFailed
-from authstate.sessions import HANDLE_LEN
 from authstate.web import cookies, csrf
 from authstate.web.bodies import require_json
 from authstate.web.caller import CallerDep, StateDep, client_ip, user_agent
-from authstate.web.login import check_credentials, login
 from authstate.web.problems import Problem
 from authstate.web.schemas import (
     AccessTokenOut,
@@ -46,8 +45,7 @@ AUTHED = problems(401, 403, 503)
 )
 async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONResponse:
     csrf.check_provenance(request, state.settings.issuer)
-    result = await login(
-        state,
+    result = await state.login(
         body.email,
         body.password,
         ip=client_ip(request),
@@ -73,14 +71,9 @@ async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONR
 )
 async def logout(caller: CallerDep, state: StateDep) -> Response:
     response = Response(status_code=204)
-    if caller.session_id is not None:
-        await state.sessions.revoke(caller.session_id, reason="logout")
+    await state.logout(session_id=caller.session_id, token=caller.token, identity=caller.identity)
+    if caller.via_cookie:
         cookies.clear_session_cookie(response, state.settings)
-        return response
-    assert caller.token is not None
-    await state.revoke_token(caller.token)
-    if caller.identity.sid is not None:
-        await state.end_session_by_sid(caller.user.id, caller.identity.sid, reason="logout")
     return response
 
 
@@ -119,26 +112,17 @@ async def list_sessions(caller: CallerDep, state: StateDep) -> SessionsOut:
 @router.post("/sessions/revoke-others", response_model=RevokedOut, responses=AUTHED,
              summary="Log out everywhere else")
 async def revoke_others(caller: CallerDep, state: StateDep) -> RevokedOut:
-    if caller.session_id is not None:
-        ended = await state.sessions.revoke_all(
-            caller.user.id, except_id=caller.session_id, reason="revoke_others"
-        )
-        return RevokedOut(revoked=len(ended))
-    count = 0
-    for session in await state.sessions.for_user(caller.user.id):
-        if session.sid != caller.identity.sid and await state.sessions.revoke_handle(
-            caller.user.id, session.handle, reason="revoke_others"
-        ):
-            count += 1
-    return RevokedOut(revoked=count)
+    ended = await state.end_sessions(
+        caller.user.id, reason="revoke_others", keep_session_id=caller.session_id,
+        keep_sid=caller.identity.sid,
+    )
+    return RevokedOut(revoked=len(ended))
 
 
 @router.delete("/sessions/{handle}", status_code=204, responses=problems(401, 403, 404, 503),
                summary="Revoke one of the caller's sessions")
 async def revoke_session(handle: str, caller: CallerDep, state: StateDep) -> Response:
-    removed = None
-    if len(handle) == HANDLE_LEN and all(c in "0123456789abcdef" for c in handle):
-        removed = await state.sessions.revoke_handle(caller.user.id, handle, reason="user")
+    removed = await state.end_session(caller.user.id, handle, reason="user")
     if removed is None:
         raise Problem(404, "not_found", "no such session")
     response = Response(status_code=204)
@@ -155,31 +139,17 @@ async def revoke_session(handle: str, caller: CallerDep, state: StateDep) -> Res
 async def change_password(
     body: PasswordIn, request: Request, caller: CallerDep, state: StateDep
 ) -> Response:
-    ip, agent = client_ip(request), user_agent(request)
     try:
-        await check_credentials(
-            state, caller.user.email, body.current_password, ip=ip, user_agent=agent,
-            via="password_change",
+        changed = await state.change_password(
+            caller.user.id, body.current_password, body.new_password,
+            session_id=caller.session_id, ip=client_ip(request), user_agent=user_agent(request),
         )
     except AuthenticationFailed:
         raise Problem(403, "wrong_password", "the current password is not correct") from None
-    user = await state.users.set_password(caller.user.id, body.new_password)
-    actor = f"user:{user.id}"
-    await state.revoke_user(user.id, reason="password_change",
-                            except_session_id=caller.session_id)
-    await state.audit.record("password_changed", actor=actor, user_id=user.id, ip=ip,
-                             user_agent=agent)
     response = Response(status_code=204)
-    if caller.session_id is not None:
-        rotated = await state.sessions.rotate(caller.session_id)
-        if rotated is not None:
-            new_id, session = rotated
-            cookies.set_session_cookie(response, new_id, state.settings,
-                                       max_age=int(state.settings.session_absolute_timeout))
-            await state.audit.record(
-                "session_rotated", actor=actor, user_id=user.id, session=session.handle,
-                ip=ip, user_agent=agent, detail={"reason": "password_change"},
-            )
+    if changed.session_id is not None:
+        cookies.set_session_cookie(response, changed.session_id, state.settings,
+                                   max_age=int(state.settings.session_absolute_timeout))
     return response
 
 

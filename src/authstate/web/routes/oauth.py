@@ -22,7 +22,6 @@ from authstate.errors import AuthenticationFailed
 from authstate.state import AuthState
 from authstate.web.bodies import require_form
 from authstate.web.caller import StateDep, client_ip, user_agent
-from authstate.web.login import check_credentials
 from authstate.web.middleware import REALM
 from authstate.web.problems import OAuthError
 from authstate.web.schemas import OAuthErrorOut
@@ -93,21 +92,12 @@ async def token(
     if grant_type == "password":
         email = _required(username, "username")
         secret = _required(password, "password")
-        ip, agent = client_ip(request), user_agent(request)
         try:
-            user = await check_credentials(state, email, secret, ip=ip, user_agent=agent,
-                                           via="password_grant")
+            pair = await state.password_grant(
+                email, secret, ip=client_ip(request), user_agent=user_agent(request)
+            )
         except AuthenticationFailed:
             raise OAuthError("invalid_grant", "wrong username or password") from None
-        _, session = await state.sessions.create(user.id, ip=ip, user_agent=agent)
-        actor = f"user:{user.id}"
-        await state.audit.record("session_created", actor=actor, user_id=user.id,
-                                 session=session.handle, ip=ip, user_agent=agent,
-                                 detail={"via": "password_grant"})
-        pair = await state.login_tokens(user.id, session)
-        await state.audit.record("login_succeeded", actor=actor, user_id=user.id,
-                                 session=session.handle, ip=ip, user_agent=agent,
-                                 detail={"via": "password_grant"})
     elif grant_type == "refresh_token":
         pair = await state.refresh_tokens(_required(refresh_token, "refresh_token"))
     elif grant_type is None:
