@@ -36,8 +36,7 @@ from authstate.errors import (
     MissingDependencyError,
     StoreUnavailable,
 )
-from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit, redact_url
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
 try:

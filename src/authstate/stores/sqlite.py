@@ -39,8 +39,7 @@ from typing import Any
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
-from authstate.stores import redact_url
-from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit
+from authstate.stores.base import JSON, AuditRow, Record, check_kind_key, check_limit, redact_url
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 from authstate.stores.sql import Statements, audit_id, prefix_end
