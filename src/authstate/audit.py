@@ -28,16 +28,13 @@ import re
 from contextvars import ContextVar, Token
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from authstate.clock import Clock
 from authstate.errors import InvalidInput, StoreUnavailable
 from authstate.logs import AUDIT_ATTRIBUTE, redact, redact_value
 from authstate.sessions import fingerprint
 from authstate.stores.base import JSON, AuditRow, Store
-
-if TYPE_CHECKING:
-    from authstate.metrics import Metrics
 
 logger = logging.getLogger("authstate.audit")
 
@@ -196,6 +193,15 @@ def _iso(text: str) -> float:
     return when.timestamp()
 
 
+class EventMetrics(Protocol):
+    """What the audit log tells the metrics (``authstate.metrics.Metrics`` is one): declared
+    here, so that ``metrics`` may know ``AuditEvent`` without the two importing each other."""
+
+    def observe_event(self, event: AuditEvent) -> None: ...
+
+    def store_error(self, operation: str) -> None: ...
+
+
 class AuditLog:
     """Records and reads events. A store outage never blocks the action being audited,
     but the event still reaches the log (and the store-error metric)."""
@@ -205,7 +211,7 @@ class AuditLog:
         store: Store,
         clock: Clock,
         *,
-        metrics: Metrics | None = None,
+        metrics: EventMetrics | None = None,
         retention_days: int = DEFAULT_RETENTION_DAYS,
     ) -> None:
         self.store = store

@@ -16,13 +16,30 @@ whose signature or expiry does not check out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from authstate import opaque, refresh
 from authstate.errors import InvalidToken
 
 if TYPE_CHECKING:
-    from authstate.state import AuthState
+    from authstate.audit import AuditLog
+    from authstate.config import Settings
+    from authstate.jwt import AccessTokens
+    from authstate.revocation import Revocations
+
+
+class AuthState(Protocol):
+    """The parts of ``authstate.state.AuthState`` these functions use, declared here so
+    that ``state`` can call this module without the two importing each other."""
+
+    settings: Settings
+    refresh: refresh.RefreshTokens
+    opaque: opaque.OpaqueTokens
+    tokens: AccessTokens
+    revocation: Revocations
+    audit: AuditLog
+
+    async def end_session_by_sid(self, user_id: str, sid: str, *, reason: str) -> None: ...
 
 INACTIVE: dict[str, Any] = {"active": False}
 

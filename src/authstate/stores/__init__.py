@@ -7,28 +7,15 @@ Backends are imported only when their scheme is asked for, so a missing driver i
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL
-from authstate.stores.base import AuditRow, Record, Store
+from authstate.stores.base import AuditRow, Record, Store, redact_url
 
 __all__ = ["SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url"]
 
 SCHEMES = ("memory://", "sqlite:///path.db", "redis://host:port/db", "postgresql://…")
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for errors and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 async def open_store(

@@ -20,6 +20,7 @@ import json.scanner
 import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from authstate.errors import InvalidInput
 
@@ -238,3 +239,15 @@ def check_limit(limit: int) -> None:
     """``incr_below`` needs room for at least one: a limit below 1 is a caller bug."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError("counter limit must be an integer >= 1")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for errors and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

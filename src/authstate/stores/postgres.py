@@ -36,7 +36,6 @@ from authstate.errors import (
     MissingDependencyError,
     StoreUnavailable,
 )
-from authstate.stores import redact_url
 from authstate.stores.base import (
     JSON,
     AuditRow,
@@ -44,6 +43,7 @@ from authstate.stores.base import (
     check_kind_key,
     check_limit,
     merge_object,
+    redact_url,
 )
 from authstate.stores.sql import Statements, audit_id, prefix_end
 

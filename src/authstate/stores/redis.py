@@ -358,7 +358,7 @@ class RedisStore:
         namespace: str = "authstate",
         audit_max: int = AUDIT_MAX,
     ) -> None:
-        from authstate.stores import redact_url
+        from authstate.stores.base import redact_url
 
         # HGETALL replies stay flat lists (RESP2, no dict callback): joined as they
         # come, they are the record's JSON.
@@ -397,7 +397,7 @@ class RedisStore:
     ) -> RedisStore:
         """Connect to ``url`` (``redis://``, ``rediss://``, ``unix://``) and check that the
         server answers, so a wrong URL or a down server stops start-up, not a request."""
-        from authstate.stores import redact_url
+        from authstate.stores.base import redact_url
 
         try:
             pool = ConnectionPool.from_url(

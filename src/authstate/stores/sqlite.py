@@ -39,7 +39,6 @@ from typing import Any
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
-from authstate.stores import redact_url
 from authstate.stores.base import (
     JSON,
     AuditRow,
@@ -48,6 +47,7 @@ from authstate.stores.base import (
     check_limit,
     expire_earlier,
     merge_object,
+    redact_url,
 )
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads

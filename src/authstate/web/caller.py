@@ -1,12 +1,16 @@
 """Who is calling the service's own API: the FastAPI dependencies its routes share.
 
-A request with an ``Authorization: Bearer`` header is judged by that token alone (a bad
-token is a 401, never a fallback to the cookie); otherwise by the session cookie, and an
-unsafe method authenticated by the cookie must pass the CSRF check (``web/csrf.py``).
-Missing, unknown, expired, revoked and malformed credentials all end in the same 401; a
-store or bus that cannot answer fails closed with 503 and ``Retry-After`` (its
-``StoreUnavailable`` or ``BusUnavailable`` goes on to ``web/problems.py``), for a cookie
-as for a bearer token, and the cookie is left as it is: an outage is not a logout.
+A thin translation of ``authstate.authn``'s verdict, under the service's rule
+(``authn.for_service``: the very authenticators and header parsing apps run in
+``AuthMiddleware``, with ``bearer_decides=True``): a request presenting an
+``Authorization: Bearer`` credential is judged by that token alone (a bad, malformed or
+repeated one is a 401, never a fallback to the cookie); otherwise by the session cookie,
+and an unsafe method authenticated by the cookie must pass the CSRF check (403
+``csrf_failed``). Missing, unknown, expired, revoked and malformed credentials all end in
+the same 401 with ``WWW-Authenticate``; a store or bus that cannot answer fails closed with
+503 and ``Retry-After`` (its ``StoreUnavailable`` or ``BusUnavailable`` goes on to
+``web/problems.py``), for a cookie as for a bearer token, and the cookie is left as it
+is: an outage is not a logout.
 """
 
 from __future__ import annotations
@@ -16,15 +20,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from authstate import authn
 from authstate.audit import bind_origin
 from authstate.errors import InvalidToken
 from authstate.identity import Identity
 from authstate.sessions import Session
 from authstate.state import AuthState
 from authstate.users import User
-from authstate.web import csrf
-from authstate.web.cookies import read_session_id
-from authstate.web.middleware import BEARER_MAX
 from authstate.web.problems import unauthenticated
 
 
@@ -59,40 +61,37 @@ def user_agent(request: Request) -> str | None:
     return request.headers.get("user-agent")
 
 
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; "" when the header is a
-    malformed bearer; None when there is no bearer header at all."""
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = token.strip()
-    if not token or len(token) > BEARER_MAX or " " in token:
-        return ""
-    return token
+def authentication(request: Request, state: AuthState) -> authn.Authentication:
+    """The service's ``authn.for_service(state)``, built once per app and state."""
+    held = getattr(request.app.state, "authentication", None)
+    if held is None or held[0] is not state:
+        held = (state, authn.for_service(state))
+        request.app.state.authentication = held
+    built: authn.Authentication = held[1]
+    return built
+
+
+def _session_cookie(request: Request, state: AuthState) -> authn.SessionCookie:
+    cookie = authentication(request, state).session_cookie
+    assert cookie is not None  # for_service always has one
+    return cookie
 
 
 async def authenticate(request: Request, state: AuthState) -> Caller:
-    """The caller, or a 401 ``Problem``; applies CSRF to cookie-authenticated changes."""
-    token = bearer_token(request)
-    if token is not None:
-        if not token:
-            raise unauthenticated(token_presented=True)
-        try:
-            identity = await state.authenticate_bearer(token)
-        except InvalidToken:
-            raise unauthenticated(token_presented=True) from None
-        user = await _user(state, identity, token_presented=True)
-        return Caller(identity, user, token=token)
-    by_cookie = await session_identity(request, state)
-    if by_cookie is None:
-        raise unauthenticated()
-    session_id, session, identity = by_cookie
-    csrf.check(request, session, state.settings.issuer, method=request.method)
-    user = await _user(state, identity, token_presented=False)
-    return Caller(identity, user, session_id=session_id)
+    """The caller, or a 401 ``Problem``; a failed CSRF check raises ``CSRFFailed`` (403)
+    and an outage its ``*Unavailable`` error (503), both answered by ``web/problems.py``."""
+    credentials = authn.Credentials(request.scope)
+    verdict = await authentication(request, state)(credentials)
+    identity = verdict.identity
+    if identity is None:
+        if verdict.error in ("csrf_failed", "unavailable") and verdict.failure is not None:
+            raise verdict.failure
+        raise unauthenticated(token_presented=verdict.bearer)
+    user = await _user(state, identity, token_presented=verdict.bearer)
+    if identity.method == "session":
+        return Caller(identity, user,
+                      session_id=_session_cookie(request, state).session_id(credentials))
+    return Caller(identity, user, token=credentials.bearer)
 
 
 async def session_identity(
@@ -100,15 +99,28 @@ async def session_identity(
 ) -> tuple[str, Session, Identity] | None:
     """The session cookie's ID, its live session and the identity behind it; None when
     there is no cookie or its session is unknown, expired or revoked; ``StoreUnavailable``
-    when the store cannot say. The one reading of the cookie for the JSON API and the
-    pages."""
-    session_id = read_session_id(request, state.settings)
-    if session_id is None:
+    when the store cannot say. No CSRF check: for the pages, which check the token their
+    form submits (``check_csrf``)."""
+    cookie = _session_cookie(request, state)
+    credentials = authn.Credentials(request.scope)
+    try:
+        identity = await cookie.identify(credentials)
+    except InvalidToken:
         return None
-    identity = await state.authenticate_session(session_id)
-    if identity is None or identity.session is None:
+    session_id = cookie.session_id(credentials)
+    if identity is None or identity.session is None or session_id is None:
         return None
     return session_id, identity.session, identity
+
+
+def check_csrf(
+    request: Request, state: AuthState, session: Session, *, submitted: str | None = None
+) -> None:
+    """``CSRFFailed`` unless this cookie-authenticated request may change state: the
+    session cookie authenticator's own check, with ``submitted`` (a form's token) in
+    place of the ``X-CSRF-Token`` header when given."""
+    credentials = authn.Credentials(request.scope, csrf_token=submitted)
+    _session_cookie(request, state).check_csrf(credentials, session)
 
 
 async def _user(state: AuthState, identity: Identity, *, token_presented: bool) -> User:

@@ -5,6 +5,9 @@ POSTs), Path=/. Outside development mode it is also ``Secure`` and named with th
 ``__Host-`` prefix, which browsers accept only from a secure origin, with ``Path=/`` and
 no ``Domain`` (RFC 6265bis §4.1.3.2): a sibling subdomain cannot plant or shadow it.
 In development mode (plain HTTP on localhost) it has neither, and ``serve`` warns.
+
+Reading a cookie is ``authstate.authn``'s (``Credentials.cookie``, the first of a name
+wins), the same parsing the ASGI middleware does; its name is ``session_cookie_name``.
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from authstate.authn import HOST_PREFIX, Credentials, session_cookie_name
 from authstate.config import Settings
 
-HOST_PREFIX = "__Host-"
+__all__ = [
+    "HOST_PREFIX", "clear_session_cookie", "read_cookie", "read_session_id",
+    "session_cookie_name", "set_session_cookie",
+]
 
 
-def session_cookie_name(settings: Settings) -> str:
-    return settings.cookie_name if settings.dev else HOST_PREFIX + settings.cookie_name
+def read_cookie(connection: HTTPConnection, name: str) -> str | None:
+    """The value of the cookie ``name`` (the first of that name), or None."""
+    return Credentials(connection.scope).cookie(name) or None
 
 
 def read_session_id(connection: HTTPConnection, settings: Settings) -> str | None:
-    return connection.cookies.get(session_cookie_name(settings)) or None
+    return read_cookie(connection, session_cookie_name(settings))
 
 
 def set_session_cookie(

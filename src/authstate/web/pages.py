@@ -2,7 +2,8 @@
 
 Server-rendered with Jinja2 and plain HTML forms, so they work with JavaScript off and
 need no front-end build. Every form carries a CSRF token: the session's own (the same one
-``/auth/login`` returns, checked by ``web/csrf.py``) once logged in, and before that a
+``/auth/login`` returns, checked by the session cookie authenticator of
+``authstate.authn``, as for the API) once logged in, and before that a
 double-submit token in a short-lived cookie for the login form itself (login CSRF: an
 attacker's form must not log the victim into the attacker's account). Every answer to a
 POST is a 303 to a page (post/redirect/get) or the form again with what went wrong.
@@ -33,6 +34,7 @@ from fastapi.templating import Jinja2Templates
 from authstate.errors import (
     AuthenticationFailed,
     BusUnavailable,
+    CSRFFailed,
     InvalidInput,
     InvalidToken,
     StoreUnavailable,
@@ -43,15 +45,15 @@ from authstate.sessions import Session
 from authstate.state import AuthState
 from authstate.users import User
 from authstate.web import csrf
-from authstate.web.caller import client_ip, get_state, session_identity, user_agent
+from authstate.web.caller import check_csrf, client_ip, get_state, session_identity, user_agent
 from authstate.web.cookies import (
     HOST_PREFIX,
     clear_session_cookie,
+    read_cookie,
     read_session_id,
     set_session_cookie,
 )
-from authstate.web.middleware import RETRY_AFTER
-from authstate.web.problems import Problem
+from authstate.web.statuses import RETRY_AFTER
 
 LOGIN_CSRF_COOKIE = "authstate_login_csrf"
 LOGIN_CSRF_MAX_AGE = 3600
@@ -198,11 +200,8 @@ async def _posted(request: Request, state: AuthState) -> tuple[Visitor, dict[str
         return _login_redirect(request, state)
     form = await _form(request)
     try:
-        csrf.check(
-            request, visitor.session, state.settings.issuer,
-            method=request.method, submitted=form.get(csrf.FORM_FIELD, ""),
-        )
-    except Problem:
+        check_csrf(request, state, visitor.session, submitted=form.get(csrf.FORM_FIELD, ""))
+    except CSRFFailed:
         return _render(
             request, "error.html",
             {"title": "Form expired", "message":
@@ -224,7 +223,7 @@ def _login_page(
 ) -> HTMLResponse:
     """The login form. Its token is the one already in the browser's login cookie (so
     two open login tabs both work) unless ``fresh`` or there is none."""
-    held = request.cookies.get(_login_csrf_cookie(state), "")
+    held = read_cookie(request, _login_csrf_cookie(state)) or ""
     token = held if not fresh and LOGIN_TOKEN.fullmatch(held) else csrf.new_token()
     response = _render(
         request, "login.html",
@@ -264,7 +263,7 @@ async def login_submit(request: Request) -> Response:
     form = await _form(request)
     next_url = _safe_next(form.get("next"))
     email = form.get("email", "")[:320]
-    expected = request.cookies.get(_login_csrf_cookie(state), "")
+    expected = read_cookie(request, _login_csrf_cookie(state)) or ""
     given = form.get(csrf.FORM_FIELD, "")
     if not (csrf.from_here(request, state.settings.issuer)
             and csrf.tokens_match(given, expected)):

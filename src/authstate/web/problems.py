@@ -1,9 +1,10 @@
 """Every error the service answers with, in one place.
 
-``STATUS`` is the one table from ``authstate.errors`` codes to HTTP status; an error whose
-code is not listed takes its nearest listed ancestor's (by class), so a new leaf added to
-the tree is answered sensibly before anyone touches this table. Bodies are RFC 9457 problem
-details (``application/problem+json``), except:
+``STATUS`` (``web/statuses.py``, framework-free, shared with the ASGI middleware) is the
+one table from ``authstate.errors`` codes to HTTP status; an error whose code is not listed
+takes its nearest listed ancestor's (by class), so a new leaf added to the tree is answered
+sensibly before anyone touches this table. Bodies are RFC 9457 problem details
+(``application/problem+json``), except:
 
 * under ``/oauth/`` they are RFC 6749 §5.2 error objects (``{error, error_description}``,
   ``Cache-Control: no-store``, and ``WWW-Authenticate: Basic`` with ``invalid_client``);
@@ -27,59 +28,32 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authstate import errors
-from authstate.web.middleware import PROBLEM_JSON, PROBLEM_TYPE, RETRY_AFTER, bearer_challenge
+from authstate.authn import bearer_challenge
+from authstate.web.statuses import (
+    PROBLEM_JSON,
+    PROBLEM_TYPE,
+    RETRY_AFTER,
+    STATUS,
+    TITLES,
+    problem_document,
+    status_for,
+)
+
+__all__ = [
+    "STATUS", "TITLES", "TYPE_PREFIX", "UNAUTHENTICATED", "OAuthError", "Problem", "install",
+    "oauth_response", "problem_response", "render", "status_for", "unauthenticated",
+]
 
 logger = logging.getLogger("authstate.web")
 
 TYPE_PREFIX = PROBLEM_TYPE  # one spelling, shared with the framework-free middleware
 OAUTH_PREFIX = "/oauth/"
 
-STATUS: dict[str, int] = {
-    errors.AuthstateError.code: 500,
-    errors.ConfigurationError.code: 500,
-    errors.StoreError.code: 503,
-    errors.BusUnavailable.code: 503,
-    errors.KeysUnavailable.code: 503,
-    errors.UpstreamUnavailable.code: 503,
-    errors.CSRFFailed.code: 403,
-    errors.SessionNotFound.code: 401,
-    errors.InvalidToken.code: 401,
-    errors.InvalidGrant.code: 400,
-    errors.AuthenticationFailed.code: 401,
-    errors.Throttled.code: 429,
-    errors.Conflict.code: 409,
-    errors.InvalidInput.code: 422,
-}
-
 # Codes whose precise reason must not reach the caller (security invariant 6).
 UNAUTHENTICATED: tuple[type[errors.AuthstateError], ...] = (
     errors.SessionNotFound,
     errors.InvalidToken,
 )
-
-TITLES = {
-    400: "Bad request",
-    401: "Unauthenticated",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    413: "Request body too large",
-    415: "Unsupported media type",
-    422: "Invalid request",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Service unavailable",
-}
-
-
-def status_for(error: errors.AuthstateError) -> int:
-    """The status of ``error``'s code, else of the nearest ancestor's code in ``STATUS``."""
-    for cls in type(error).__mro__:
-        code = getattr(cls, "code", None)
-        if isinstance(code, str) and code in STATUS:
-            return STATUS[code]
-    return 500
 
 
 class Problem(Exception):
@@ -128,14 +102,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": TYPE_PREFIX + code,
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "code": code,
-    }
-    if detail:
-        body["detail"] = detail
+    body = problem_document(status, code, detail)
     body.update(extra or {})
     return JSONResponse(body, status_code=status, headers=dict(headers or {}),
                         media_type=PROBLEM_JSON)

@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from authstate.audit import PAGE_MAX, parse_since
-from authstate.web.caller import Caller, CallerDep, StateDep, bearer_token
+from authstate.authn import Credentials
+from authstate.web.caller import Caller, CallerDep, StateDep
 from authstate.web.middleware import bearer_challenge
 from authstate.web.problems import Problem
 from authstate.web.routes import admin
@@ -115,14 +116,15 @@ async def metrics(request: Request, state: StateDep) -> Response:
         raise Problem(404, "not_found", "metrics are served on AUTHSTATE_METRICS_ADDRESS")
     required = state.settings.metrics_token
     if required is not None:
-        presented = bearer_token(request)
+        credentials = Credentials(request.scope)  # the one Authorization parser
+        presented = credentials.bearer
         if not presented or not secrets.compare_digest(
             presented.encode(), required.get_secret_value().encode()
         ):
             raise Problem(
                 401, "unauthenticated", "GET /metrics needs the metrics bearer token",
                 headers={"WWW-Authenticate": bearer_challenge(
-                    "invalid_token" if presented is not None else None
+                    "invalid_token" if credentials.presents_bearer else None
                 )},
             )
     await state.refresh_gauges()
