@@ -27,7 +27,6 @@ from authstate.stores.base import Store
 
 if TYPE_CHECKING:
     from authstate.metrics import Metrics
-    from authstate.state import AuthState
 
 logger = logging.getLogger("authstate.cleanup")
 
@@ -109,14 +108,6 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
         self._pass_done = asyncio.Condition()
         self._outage = OutageLog(logger, "store (cleanup)")
-
-    @classmethod
-    def for_state(cls, state: AuthState, *, interval: float | None = None) -> Sweeper:
-        """A sweeper on ``state``'s store, every ``settings.cleanup_interval`` seconds."""
-        return cls(
-            state.store, state.audit, metrics=state.metrics,
-            interval=state.settings.cleanup_interval if interval is None else interval,
-        )
 
     async def run_pass(self) -> CleanupReport | None:
         """One pass; None when the store failed (counted, logged once per outage)."""

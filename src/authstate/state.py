@@ -26,7 +26,7 @@ from authstate import csrf, introspection
 from authstate import keys as keystore
 from authstate.audit import AuditLog
 from authstate.bus import Bus, bus_for
-from authstate.cleanup import BATCH, CleanupReport, cleanup_once
+from authstate.cleanup import BATCH, CleanupReport, Sweeper, cleanup_once
 from authstate.clients import Client, Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
@@ -425,6 +425,15 @@ class AuthState:
         await self.audit.record("client_created", actor="system",
                                 detail={"client_id": client.id, "name": client.name})
         return client, secret
+
+    def sweeper(self) -> Sweeper:
+        """A background sweeper of this store, every ``settings.cleanup_interval``
+        seconds (the caller starts and stops it, so a library user decides whether one
+        runs)."""
+        return Sweeper(
+            self.store, self.audit, metrics=self.metrics,
+            interval=self.settings.cleanup_interval,
+        )
 
     async def cleanup(self, *, batch: int = BATCH) -> CleanupReport:
         """Reclaim expired records and audit events past retention now, in batches of

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from authstate.cli.serve import DEV_WARNING, METRICS_OPEN_WARNING, start_warnings
+from authstate.cli.serve import (
+    DEV_WARNING,
+    METRICS_OPEN_WARNING,
+    PLAIN_KEYS_WARNING,
+    start_warnings,
+)
 from authstate.config import Settings
 from tests.web.api import api_settings, running
 
@@ -64,4 +69,10 @@ def test_serve_warns_when_metrics_are_open_outside_dev_mode(
     overrides: dict[str, object], expected: list[str]
 ) -> None:
     settings: Settings = api_settings(**overrides)
-    assert start_warnings(settings) == expected
+    # the plain-keys warning has its own test below; it shows whatever these settings say
+    assert [w for w in start_warnings(settings) if w != PLAIN_KEYS_WARNING] == expected
+
+
+@pytest.mark.parametrize("dev", [True, False])
+def test_serve_warns_about_plain_keys_in_every_mode(dev: bool) -> None:
+    assert PLAIN_KEYS_WARNING in start_warnings(api_settings(dev=dev))

@@ -25,7 +25,6 @@ try:
 except ImportError as missing:  # the service is the [server] extra
     raise MissingDependencyError(missing.name or "fastapi", "server") from missing
 
-from authstate.cleanup import Sweeper
 from authstate.config import Settings
 from authstate.state import AuthState
 from authstate.web import problems
@@ -59,7 +58,7 @@ def create_app(state: AuthState | None = None, *, settings: Settings | None = No
             return
         opened = await AuthState.open(config)
         app.state.authstate = opened
-        sweeper = Sweeper.for_state(opened)  # expired state and old audit events
+        sweeper = opened.sweeper()  # expired state and old audit events
         sweeper.start()
         try:
             yield {}
