@@ -15,7 +15,7 @@ from authstate.errors import TokenRevoked
 
 @pytest.fixture
 async def state(clock: FrozenClock) -> AsyncIterator[AuthState]:
-    st = await AuthState.open(Settings.load(store="memory://"), clock=clock)
+    st = await AuthState.open(Settings.from_flat(store="memory://"), clock=clock)
     assert st.revocation.local, "memory store runs with the in-process bus: push mode"
     try:
         yield st

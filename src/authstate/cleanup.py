@@ -112,10 +112,10 @@ class Sweeper:
 
     @classmethod
     def for_state(cls, state: AuthState, *, interval: float | None = None) -> Sweeper:
-        """A sweeper on ``state``'s store, every ``settings.cleanup_interval`` seconds."""
+        """A sweeper on ``state``'s store, every ``settings.service.cleanup_interval`` seconds."""
         return cls(
             state.store, state.audit, metrics=state.metrics,
-            interval=state.settings.cleanup_interval if interval is None else interval,
+            interval=state.settings.service.cleanup_interval if interval is None else interval,
         )
 
     async def run_pass(self) -> CleanupReport | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from authstate.clock import Clock, numeric_date
+from authstate.clock import LEEWAY_DEFAULT, LEEWAY_MAX, Clock, numeric_date
 from authstate.errors import (
     AlgorithmNotAllowed,
     BadSignature,
@@ -47,8 +47,6 @@ from authstate.errors import (
 from authstate.keys import KeySet, SigningKey
 
 MAX_TOKEN_BYTES = 8192  # checked before any parsing or crypto
-LEEWAY_DEFAULT = 30
-LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "small" leeway; more hides clock bugs
 TTL_DEFAULT = 600  # 10 minutes
 TTL_LONG = 3600  # beyond this a lifetime needs allow_long_lifetime=True
 TOKEN_TYPE = "at+jwt"  # noqa: S105 -- RFC 9068 §2.1: explicit typing of access tokens

@@ -66,64 +66,65 @@ class AuthState:
         self.settings = settings
         self.store = store
         self.clock = clock or SystemClock()
-        self.metrics = Metrics() if settings.metrics else None
+        self.metrics = Metrics() if settings.service.metrics else None
         self.audit = AuditLog(
             store, self.clock, metrics=self.metrics,
-            retention_days=settings.audit_retention_days,
+            retention_days=settings.service.audit_retention_days,
         )
         self.sessions = SessionManager(
             store,
             clock=self.clock,
-            idle_timeout=settings.session_idle_timeout,
-            absolute_timeout=settings.session_absolute_timeout,
-            touch_interval=settings.session_touch_interval,
+            idle_timeout=settings.sessions.idle_timeout,
+            absolute_timeout=settings.sessions.absolute_timeout,
+            touch_interval=settings.sessions.touch_interval,
             on_revoke=self._session_ended,
             on_store_error=self.metrics.store_error_hook("session") if self.metrics else None,
         )
         self.passwords = PasswordHasher(
-            time_cost=settings.password_time_cost,
-            memory_kib=settings.password_memory_kib,
-            parallelism=settings.password_parallelism,
+            time_cost=settings.passwords.time_cost,
+            memory_kib=settings.passwords.memory_kib,
+            parallelism=settings.passwords.parallelism,
         )
         self.users = Users(store, clock=self.clock, hasher=self.passwords)
         self.clients = Clients(store, clock=self.clock)
         self.throttle = LoginThrottle(
             store,
             clock=self.clock,
-            account_limit=settings.throttle_account_limit,
-            ip_limit=settings.throttle_ip_limit,
-            window=settings.throttle_window,
+            account_limit=settings.throttle.account_limit,
+            ip_limit=settings.throttle.ip_limit,
+            window=settings.throttle.window,
         )
         self._init_tokens(settings, store, bus)
 
     def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
         """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
         starts empty and is filled from the store by ``start``."""
-        kek = settings.key_encryption_key
+        tokens, revocation = settings.tokens, settings.revocation
+        kek = tokens.key_encryption_key
         self.keys = KeySet(
-            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway, clock=self.clock,
+            max_token_ttl=tokens.access_ttl, leeway=tokens.leeway, clock=self.clock,
             wrap=KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
-                                       settings.key_encryption_key_file),
+                                       tokens.key_encryption_key_file),
         )
         self.key_watcher = keystore.KeyWatcher(
-            store, self.keys, clock=self.clock, algorithm=settings.key_algorithm,
+            store, self.keys, clock=self.clock, algorithm=tokens.key_algorithm,
             audit=self.audit,
         )
         self._key_poll: asyncio.Task[None] | None = None
         self.tokens = AccessTokens(
-            self.keys, issuer=settings.issuer, audience=settings.audience, clock=self.clock,
-            ttl=settings.access_token_ttl, allow_long_lifetime=settings.allow_long_access_tokens,
-            leeway=settings.leeway,
+            self.keys, issuer=tokens.issuer, audience=tokens.audience, clock=self.clock,
+            ttl=tokens.access_ttl, allow_long_lifetime=tokens.allow_long_lifetime,
+            leeway=tokens.leeway,
         )
         self.bus = bus if bus is not None else bus_for(settings, store.url_scheme)
         self.revocation = Revocations(
-            store, clock=self.clock, bus=self.bus, fallback=settings.bus_fallback,
+            store, clock=self.clock, bus=self.bus, fallback=revocation.bus_fallback,
             policies=Policies(
-                denylist=settings.revocation_denylist,
-                token_version=settings.revocation_token_version,
-                session_bound=settings.revocation_session_bound,
+                denylist=revocation.denylist,
+                token_version=revocation.token_version,
+                session_bound=revocation.session_bound,
             ),
-            lifetime=settings.access_token_ttl + settings.leeway, leeway=settings.leeway,
+            lifetime=tokens.access_ttl + tokens.leeway, leeway=tokens.leeway,
         )
         self.revocation.on_event.append(self._revoked)
         self.revocation.on_resync.append(self._forget_verified)
@@ -133,12 +134,12 @@ class AuthState:
             self.revocation.on_lag = self.metrics.observe_bus_lag
         self.revocation.on_resync.append(self.key_watcher.sync)
         self.refresh = RefreshTokens(
-            store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
-            family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
-            reuse_window=settings.refresh_reuse_window,
+            store, mint=self._mint, clock=self.clock, ttl=settings.refresh.ttl,
+            family_ttl=settings.refresh.family_ttl, grace=settings.refresh.grace,
+            reuse_window=settings.refresh.reuse_window,
             audit=self.audit, on_reuse=self._refresh_reused,
         )
-        self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.access_token_ttl)
+        self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
         self._started = False
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -165,7 +166,7 @@ class AuthState:
     ) -> tuple[str, dict[str, Any]]:
         """A short access token for a live session (to call other services), bound to
         its ``sid`` and never outliving it; revoking the session revokes the token."""
-        ttl = min(self.settings.access_token_ttl, int(session.expires_at - self.clock.now()))
+        ttl = min(self.settings.tokens.access_ttl, int(session.expires_at - self.clock.now()))
         if ttl < 1:
             raise SessionNotFound()
         token, claims = self.tokens.issue(
@@ -244,7 +245,7 @@ class AuthState:
         ended = await self.sessions.revoke_all(user_id, except_id=except_session_id, reason=reason)
         await self.refresh.revoke_user(user_id)
         await self.opaque.revoke_user(user_id)
-        if self.settings.revocation_token_version:
+        if self.settings.revocation.token_version:
             version = await self.revocation.bump_version(user_id)
             await self.audit.record(
                 "user_version_bumped", user_id=user_id,
@@ -264,7 +265,8 @@ class AuthState:
         async with self.key_watcher.lock:
             result = await keystore.rotate(
                 self.store, self.keys, clock=self.clock, algorithm=algorithm,
-                audit=self.audit, prepublish=0.0 if now else float(self.settings.key_prepublish),
+                audit=self.audit,
+                prepublish=0.0 if now else float(self.settings.tokens.key_prepublish),
             )
         await self.revocation.announce_key_retired(result.signer.kid)
         return result
@@ -293,7 +295,7 @@ class AuthState:
     async def _poll_keys_forever(self) -> None:
         outage = OutageLog(logger, "key set poll")
         while True:
-            await asyncio.sleep(self.settings.key_poll_interval)
+            await asyncio.sleep(self.settings.tokens.key_poll_interval)
             try:
                 await self.poll_keys()
                 outage.recovered()
@@ -328,7 +330,7 @@ class AuthState:
             await self.metrics.refresh_gauges(self.store)
 
     async def _version(self, user_id: str) -> int | None:
-        if not self.settings.revocation_token_version:
+        if not self.settings.revocation.token_version:
             return None
         return await self.revocation.version(user_id)
 
@@ -347,7 +349,7 @@ class AuthState:
             if session.sid == sid:
                 await self.sessions.revoke_handle(user_id, session.handle, reason=reason)
                 return
-        if self.settings.revocation_session_bound:
+        if self.settings.revocation.session_bound:
             await self.revocation.revoke_sid(sid)
 
     async def _refresh_reused(self, grant: Grant) -> None:
@@ -400,14 +402,15 @@ class AuthState:
         )
         await self.refresh.revoke_session(session.user_id, session.sid)
         await self.opaque.revoke_session(session.user_id, session.sid)
-        if self.settings.revocation_session_bound:
+        if self.settings.revocation.session_bound:
             await self.revocation.revoke_sid(session.sid)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> AuthState:
-        """Open the store named by ``settings.store`` and everything that rests on it."""
+        """Open the store named by ``settings.store.url`` and everything that rests on it."""
         clock = clock or SystemClock()
-        store = await open_store(settings.store, clock=clock, namespace=settings.namespace)
+        store = await open_store(settings.store.url, clock=clock,
+                                 namespace=settings.store.namespace)
         state = cls(settings, store, clock=clock)
         try:
             await state.start()

@@ -57,7 +57,7 @@ class LiveService:
     log: Path
 
     def settings(self) -> Settings:
-        return Settings(store=self.store, issuer=self.url, dev=True,
+        return Settings.from_flat(store=self.store, issuer=self.url, dev=True,
                         password_time_cost=1, password_memory_kib=1024)
 
     def seed(self, action: Any) -> Any:

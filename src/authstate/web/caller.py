@@ -90,7 +90,7 @@ async def authenticate(request: Request, state: AuthState) -> Caller:
     if by_cookie is None:
         raise unauthenticated()
     session_id, session, identity = by_cookie
-    csrf.check(request, session, state.settings.issuer, method=request.method)
+    csrf.check(request, session, state.settings.tokens.issuer, method=request.method)
     user = await _user(state, identity, token_presented=False)
     return Caller(identity, user, session_id=session_id)
 

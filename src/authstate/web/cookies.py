@@ -18,7 +18,8 @@ HOST_PREFIX = "__Host-"
 
 
 def session_cookie_name(settings: Settings) -> str:
-    return settings.cookie_name if settings.dev else HOST_PREFIX + settings.cookie_name
+    name = settings.sessions.cookie_name
+    return name if settings.service.dev else HOST_PREFIX + name
 
 
 def read_session_id(connection: HTTPConnection, settings: Settings) -> str | None:
@@ -34,7 +35,7 @@ def set_session_cookie(
         session_id,
         max_age=max_age,
         path="/",
-        secure=not settings.dev,
+        secure=not settings.service.dev,
         httponly=True,
         samesite="lax",
     )
@@ -44,7 +45,7 @@ def clear_session_cookie(response: Response, settings: Settings) -> None:
     response.delete_cookie(
         session_cookie_name(settings),
         path="/",
-        secure=not settings.dev,
+        secure=not settings.service.dev,
         httponly=True,
         samesite="lax",
     )

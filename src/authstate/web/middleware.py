@@ -261,7 +261,7 @@ class SessionCookie:
         self.state = state
         self.cookie_name = cookie_name or session_cookie_name(state.settings)
         self.csrf = csrf
-        issuer = origin_of(state.settings.issuer)
+        issuer = origin_of(state.settings.tokens.issuer)
         self.allowed_origins = tuple(
             o.encode("latin-1") for o in (*allowed_origins, *([issuer] if issuer else []))
         )
@@ -287,7 +287,7 @@ class SessionCookie:
 
     def _cached(self, session_id: str) -> Identity | None:
         revocation = self.state.revocation
-        if revocation.mode != "push" or not self.state.settings.revocation_session_bound:
+        if revocation.mode != "push" or not self.state.settings.revocation.session_bound:
             self._cache.clear()
             return None
         if not valid_session_id(session_id):

@@ -201,7 +201,7 @@ async def _posted(request: Request, state: AuthState) -> tuple[Visitor, dict[str
     form = await _form(request)
     try:
         csrf.check(
-            request, visitor.session, state.settings.issuer,
+            request, visitor.session, state.settings.tokens.issuer,
             method=request.method, submitted=form.get(csrf.FORM_FIELD, ""),
         )
     except Problem:
@@ -216,7 +216,7 @@ async def _posted(request: Request, state: AuthState) -> tuple[Visitor, dict[str
 
 
 def _login_csrf_cookie(state: AuthState) -> str:
-    return LOGIN_CSRF_COOKIE if state.settings.dev else HOST_PREFIX + LOGIN_CSRF_COOKIE
+    return LOGIN_CSRF_COOKIE if state.settings.service.dev else HOST_PREFIX + LOGIN_CSRF_COOKIE
 
 
 def _login_page(
@@ -236,7 +236,7 @@ def _login_page(
     )
     response.set_cookie(
         _login_csrf_cookie(state), token, max_age=LOGIN_CSRF_MAX_AGE, path="/",
-        secure=not state.settings.dev, httponly=True, samesite="strict",
+        secure=not state.settings.service.dev, httponly=True, samesite="strict",
     )
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -268,7 +268,7 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")[:320]
     expected = request.cookies.get(_login_csrf_cookie(state), "")
     given = form.get(csrf.FORM_FIELD, "")
-    if not (expected and given and csrf.from_here(request, state.settings.issuer)
+    if not (expected and given and csrf.from_here(request, state.settings.tokens.issuer)
             and secrets.compare_digest(expected.encode(), given.encode("utf-8", "replace"))):
         return _login_page(
             request, state, next_url=next_url, email=email, status_code=403,
@@ -296,9 +296,10 @@ async def login_submit(request: Request) -> Response:
     response = _see_other(next_url)
     set_session_cookie(
         response, result.session_id, state.settings,
-        max_age=int(state.settings.session_absolute_timeout),
+        max_age=int(state.settings.sessions.absolute_timeout),
     )
-    response.delete_cookie(_login_csrf_cookie(state), path="/", secure=not state.settings.dev,
+    response.delete_cookie(_login_csrf_cookie(state), path="/",
+                           secure=not state.settings.service.dev,
                            httponly=True, samesite="strict")
     return response
 

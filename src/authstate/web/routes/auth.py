@@ -45,7 +45,7 @@ AUTHED = problems(401, 403, 503)
     summary="Log in with email and password; sets the session cookie",
 )
 async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONResponse:
-    csrf.check_provenance(request, state.settings.issuer)
+    csrf.check_provenance(request, state.settings.tokens.issuer)
     result = await login(
         state,
         body.email,
@@ -62,7 +62,7 @@ async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONR
     response = JSONResponse(payload.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
     cookies.set_session_cookie(
         response, result.session_id, state.settings,
-        max_age=int(state.settings.session_absolute_timeout),
+        max_age=int(state.settings.sessions.absolute_timeout),
     )
     return response
 
@@ -175,7 +175,7 @@ async def change_password(
         if rotated is not None:
             new_id, session = rotated
             cookies.set_session_cookie(response, new_id, state.settings,
-                                       max_age=int(state.settings.session_absolute_timeout))
+                                       max_age=int(state.settings.sessions.absolute_timeout))
             await state.audit.record(
                 "session_rotated", actor=actor, user_id=user.id, session=session.handle,
                 ip=ip, user_agent=agent, detail={"reason": "password_change"},

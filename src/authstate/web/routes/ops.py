@@ -109,11 +109,11 @@ async def audit_trail(
 async def metrics(request: Request, state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
-    if state.settings.metrics_address is not None and not getattr(
+    if state.settings.service.metrics_address is not None and not getattr(
         request.app.state, "metrics_listener", False
     ):
         raise Problem(404, "not_found", "metrics are served on AUTHSTATE_METRICS_ADDRESS")
-    required = state.settings.metrics_token
+    required = state.settings.service.metrics_token
     if required is not None:
         presented = bearer_token(request)
         if not presented or not secrets.compare_digest(
