@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -30,7 +29,7 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.identity import Identity
-from authstate.jwt import AccessTokens
+from authstate.jwt import AccessTokens, VerifiedTokenCache
 from authstate.keys import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
@@ -111,11 +110,9 @@ class AuthState:
             audit=self.audit,
         )
         self._key_poll: asyncio.Task[None] | None = None
-        self.tokens = AccessTokens(
-            self.keys, issuer=tokens.issuer, audience=tokens.audience, clock=self.clock,
-            ttl=tokens.access_ttl, allow_long_lifetime=tokens.allow_long_lifetime,
-            leeway=tokens.leeway,
-        )
+        # One verified-token cache: the access tokens fill it (after checking the local
+        # revocation copy), the revocation copy evicts from it.
+        verified = VerifiedTokenCache()
         self.bus = bus if bus is not None else bus_for(settings, store.url_scheme)
         self.revocation = Revocations(
             store, clock=self.clock, bus=self.bus, fallback=revocation.bus_fallback,
@@ -125,14 +122,14 @@ class AuthState:
                 session_bound=revocation.session_bound,
             ),
             lifetime=tokens.access_ttl + tokens.leeway, leeway=tokens.leeway,
+            cache=verified, sync_keys=self.key_watcher.sync,
+            on_lag=self.metrics.observe_bus_lag if self.metrics is not None else None,
         )
-        self.revocation.on_event.append(self._revoked)
-        self.revocation.on_resync.append(self._forget_verified)
-        self.tokens.admit = self._admit
-        self._cache_checked = False  # whether the cache holds only locally checked tokens
-        if self.metrics is not None:
-            self.revocation.on_lag = self.metrics.observe_bus_lag
-        self.revocation.on_resync.append(self.key_watcher.sync)
+        self.tokens = AccessTokens(
+            self.keys, issuer=tokens.issuer, audience=tokens.audience, clock=self.clock,
+            ttl=tokens.access_ttl, allow_long_lifetime=tokens.allow_long_lifetime,
+            leeway=tokens.leeway, cache=verified, revocation=self.revocation,
+        )
         self.refresh = RefreshTokens(
             store, mint=self._mint, clock=self.clock, ttl=settings.refresh.ttl,
             family_ttl=settings.refresh.family_ttl, grace=settings.refresh.grace,
@@ -141,7 +138,6 @@ class AuthState:
         )
         self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
         self._started = False
-        self._background: set[asyncio.Task[Any]] = set()
 
     @timed_verify("session")
     async def authenticate_session(self, session_id: object) -> Identity | None:
@@ -216,8 +212,6 @@ class AuthState:
         if not isinstance(token, str):
             raise MalformedToken("a bearer token is a string")
         local = self.revocation.local
-        if local is not self._cache_checked:
-            self._entered_mode(local)
         claims = self.tokens.verify(token)  # in push mode, revocation is checked in here
         if not local:
             await self.revocation.check(claims)
@@ -355,44 +349,6 @@ class AuthState:
     async def _refresh_reused(self, grant: Grant) -> None:
         await self.end_session_by_sid(grant.user_id, grant.sid, reason="refresh_reuse")
 
-    def _admit(self, claims: Mapping[str, Any]) -> bool:
-        """Whether a freshly verified token may enter the verified-token cache. In push
-        mode it is checked against the local revocation copy first (raising if revoked),
-        and every later revocation evicts it (``_revoked``), so a cache hit needs no
-        check at all. Outside push mode every request checks the store anyway."""
-        if self.revocation.local:
-            self.revocation.check_local(claims)
-        return True
-
-    def _entered_mode(self, local: bool) -> None:
-        """Entries cached outside push mode were never checked locally: on entering it,
-        forget them, so that every cache hit in push mode is a checked token."""
-        if local and self.tokens.cache is not None:
-            self.tokens.cache.clear()
-        self._cache_checked = local
-
-    async def _forget_verified(self) -> None:
-        """A resync may have learnt revocations the bus never delivered: start over."""
-        if self.tokens.cache is not None:
-            self.tokens.cache.clear()
-
-    def _revoked(self, event: Mapping[str, Any]) -> None:
-        """A revocation arrived (here or over the bus): drop cached verifications, and
-        reload the key set when a key changed."""
-        kind, cache = event.get("t"), self.tokens.cache
-        if kind == "key":
-            task = asyncio.get_running_loop().create_task(self.key_watcher.sync())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        elif cache is None:
-            return
-        elif kind == "jti":
-            cache.forget(str(event.get("jti")))
-        elif kind == "sid":
-            cache.invalidate(lambda claims: claims.get("sid") == event.get("sid"))
-        elif kind == "ver":
-            cache.invalidate(lambda claims: claims.get("sub") == event.get("sub"))
-
     async def _session_ended(self, session: Session, reason: str) -> None:
         """Every way a session ends passes here: audit it, revoke its refresh families
         and opaque tokens, and tombstone its ``sid`` so bound access tokens die too."""
@@ -433,8 +389,6 @@ class AuthState:
         self._started = True
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
         if self._key_poll is not None:
             self._key_poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):
