@@ -45,7 +45,8 @@ def authstate_command() -> list[str]:
 
 
 def _serve_command(port: int) -> list[str]:
-    return [*authstate_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # plain HTTP on localhost: development mode, asked for as run.py does
+    return [*authstate_command(), "serve", "--dev", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @dataclass
