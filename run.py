@@ -2,6 +2,7 @@
 """Set up and run authstate with nothing but Python 3.11+ and git.
 
     python3 run.py serve [ARGS...]   create .venv, install authstate[server], start `authstate serve`
+                                     in development mode (--dev, said on start; --no-dev to leave it)
     python3 run.py test [PYTEST ARGS...]   create .venv, install authstate[dev], run the tests
     python3 run.py lint              ruff and mypy --strict, as CI runs them
 
@@ -53,6 +54,17 @@ def serve_extras(args: list[str]) -> str:
     return ",".join(extras)
 
 
+def dev_args(args: list[str]) -> list[str]:
+    """`--dev` for a local try-out over plain HTTP, unless the command line or
+    AUTHSTATE_DEV already decides: `authstate serve` itself defaults to production."""
+    if "--dev" in args or "--no-dev" in args or "AUTHSTATE_DEV" in os.environ:
+        return []
+    print("run.py: starting `authstate serve --dev` (development mode: the session cookie "
+          "goes without Secure and __Host- so it works over plain HTTP; pass --no-dev to "
+          "serve as in production)", file=sys.stderr)
+    return ["--dev"]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("serve", "test", "lint"):
         print(__doc__)
@@ -60,7 +72,8 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         ensure(serve_extras(rest))
-        return subprocess.call([str(BIN / "authstate"), "serve", *rest], cwd=os.getcwd())
+        serve = [str(BIN / "authstate"), "serve", *dev_args(rest), *rest]
+        return subprocess.call(serve, cwd=os.getcwd())
     ensure("dev")
     if command == "lint":
         ruff = subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "benchmarks", "examples"], cwd=ROOT)

@@ -71,7 +71,7 @@ USER = "u_benchmarkuser0001"
 
 
 def settings_for(variant: str, store: str, namespace: str) -> Settings:
-    return Settings(store=store, namespace=namespace, dev=True, issuer="http://127.0.0.1",
+    return Settings.from_flat(store=store, namespace=namespace, dev=True, issuer="http://127.0.0.1",
                     metrics=False)
 
 

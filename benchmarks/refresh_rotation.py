@@ -56,7 +56,7 @@ async def spend_floor(store: Store, n: int) -> float:
 
 
 async def bench(name: str, url: str, rotations: int, families: int) -> tuple[str, ...] | None:
-    settings = Settings(store=url, namespace=NAMESPACE, push_revocation=False)
+    settings = Settings.from_flat(store=url, namespace=NAMESPACE, push_revocation=False)
     try:
         state = await AuthState.open(settings)
     except Exception as error:  # a benchmark skips an engine it cannot reach

@@ -42,7 +42,7 @@ POLL = 0.0005
 
 
 def settings(url: str) -> Settings:
-    return Settings(store=url, namespace=NAMESPACE, access_token_ttl=600)
+    return Settings.from_flat(store=url, namespace=NAMESPACE, access_token_ttl=600)
 
 
 async def verifier(url: str) -> None:

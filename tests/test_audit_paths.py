@@ -131,12 +131,13 @@ def test_key_rotation_is_audited(tmp_path: Path) -> None:
 
 
 async def test_key_lifecycle_is_audited(clock: FrozenClock) -> None:
-    state = AuthState(Settings(store="memory://"), await open_store("memory://", clock=clock), clock=clock)
+    state = AuthState(Settings.from_flat(store="memory://", dev=True),
+                      await open_store("memory://", clock=clock), clock=clock)
     await state.start()
     try:
         first = state.keys.signer.kid
         await state.rotate_keys()
-        clock.advance(state.settings.access_token_ttl + state.settings.leeway + 3600)
+        clock.advance(state.settings.tokens.access_ttl + state.settings.tokens.leeway + 3600)
         await state.rotate_keys()
         events = (await state.audit.query()).events
         kinds = [(e.type, e.detail.get("kid")) for e in reversed(events)]

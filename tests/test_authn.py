@@ -58,7 +58,7 @@ def settings(**overrides: Any) -> Settings:
         "store": "memory://", "dev": True, "issuer": HOST, "password_time_cost": 1,
         "password_memory_kib": 1024, "password_parallelism": 1, **overrides,
     }
-    return Settings(**values)
+    return Settings.from_flat(**values)
 
 
 def app_for(state: AuthState, *, bearer_decides: bool = True) -> FastAPI:
@@ -244,7 +244,7 @@ async def test_expired_and_revoked_credentials_the_same_through_both(world: Worl
         assert await service_verdict(world, "GET", sent) == await app_verdict(world, "GET", sent) \
             == (401, INVALID, None, None)
     fresh, _ = await world.state.opaque.issue(world.user_id)
-    world.clock.advance(world.state.settings.session_absolute_timeout + 1)
+    world.clock.advance(world.state.settings.sessions.absolute_timeout + 1)
     for sent in ([world.cookie()], [("Authorization", f"Bearer {fresh}")]):
         expected = (401, INVALID if sent[0][0] == "Authorization" else NO_ERROR, None, None)
         assert await service_verdict(world, "GET", sent) == expected, sent

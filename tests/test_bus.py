@@ -178,7 +178,7 @@ async def test_memory_bus_interrupt_and_restore() -> None:
 
 def test_bus_follows_the_store() -> None:
     def kind(store_url: str, scheme: str, **kw: Any) -> str | None:
-        bus = bus_for(Settings(store=store_url, **kw), scheme)
+        bus = bus_for(Settings.from_flat(store=store_url, **kw), scheme)
         return None if bus is None else bus.name
 
     assert kind("memory://", "memory") == "memory"

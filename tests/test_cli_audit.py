@@ -29,7 +29,7 @@ def store_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'authstate.db'}"
 
     async def record() -> None:
-        await (await AuthState.open(Settings(store=url))).close()  # the first key: key_generated
+        await (await AuthState.open(Settings.from_flat(store=url))).close()  # the first key: key_generated
         store = await open_store(url)
         old = AuditLog(store, FrozenClock(time.time() - 3 * DAY))
         await old.record("login_failed", user_id="u_alice", ip="198.51.100.4",

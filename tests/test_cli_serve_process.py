@@ -93,7 +93,8 @@ def cli(args: list[str], env: dict[str, str], stdin: str = "") -> Result:
 
 def test_serve_defaults_and_a_full_session_over_http(servers: list[Server], tmp_path: Path) -> None:
     env = environment()
-    server = Server([], env, tmp_path)  # defaults: ./authstate.db, dev mode, generated key
+    # defaults (./authstate.db, generated key) plus --dev, as `python3 run.py serve` asks
+    server = Server(["--dev"], env, tmp_path)
     servers.append(server)
     server.wait_ready()
     assert (tmp_path / "authstate.db").exists()
@@ -146,12 +147,34 @@ def test_serve_defaults_and_a_full_session_over_http(servers: list[Server], tmp_
     assert "Traceback" not in log
 
 
+def test_serve_without_flags_is_production(servers: list[Server], tmp_path: Path) -> None:
+    """Issue 11 §6: development mode is off unless asked for, so a service started with
+    no flags sends ``Secure``, ``__Host-`` cookies and names an https issuer."""
+    env = environment()
+    server = Server([], env, tmp_path)
+    servers.append(server)
+    server.wait_ready()
+    store = ["--store", f"sqlite:///{tmp_path / 'authstate.db'}"]
+    added = cli(["users", "add", "carol@example.com", "--password-stdin", *store], env, PASSWORD + "\n")
+    assert added.exit_code == 0, added.output
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        login = http.post("/auth/login", json={"email": "carol@example.com", "password": PASSWORD})
+        assert login.status_code == 200
+        cookie = login.headers["set-cookie"]
+        assert cookie.startswith("__Host-authstate_session=") and "Secure" in cookie
+        meta = http.get("/.well-known/oauth-authorization-server").json()
+        assert meta["issuer"] == f"https://127.0.0.1:{server.port}"
+    assert server.stop() == 0
+    assert "development mode" not in server.output()
+
+
 def test_two_instances_on_one_redis_share_users_sessions_keys_and_revocation(
     servers: list[Server], tmp_path: Path
 ) -> None:
     url = require_service("redis")
     env = environment(AUTHSTATE_STORE=url, AUTHSTATE_NAMESPACE=fresh_namespace())
-    a, b = Server(["--issuer", "http://authstate.test"], env, tmp_path), Server(["--issuer", "http://authstate.test"], env, tmp_path)
+    args = ["--dev", "--issuer", "http://authstate.test"]  # plain HTTP: dev mode, asked for
+    a, b = Server(args, env, tmp_path), Server(args, env, tmp_path)
     servers.extend([a, b])
     a.wait_ready()
     b.wait_ready()

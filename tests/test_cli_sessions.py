@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def _seed(url: str) -> list[str]:
     async def go() -> list[str]:
-        async with await AuthState.open(Settings.load(store=url)) as state:
+        async with await AuthState.open(Settings.from_flat(store=url)) as state:
             ids = []
             for agent in ("phone", "laptop"):
                 sid, _ = await state.sessions.create("alice", user_agent=agent, ip="198.51.100.7")

@@ -20,7 +20,7 @@ INACTIVE = {"active": False}
 
 @pytest.fixture
 async def state(store: Store, clock: FrozenClock) -> AsyncIterator[AuthState]:
-    s = AuthState(Settings(store="memory://", leeway=0, issuer="https://as.example"), store, clock=clock)
+    s = AuthState(Settings.from_flat(store="memory://", leeway=0, issuer="https://as.example"), store, clock=clock)
     await s.start()
     yield s
     await s.revocation.close()

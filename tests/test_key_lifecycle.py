@@ -45,7 +45,7 @@ def settings(url: str, namespace: str = "authstate", **overrides: Any) -> Settin
         "password_time_cost": 1, "password_memory_kib": 1024,
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.from_flat(**values)
 
 
 def store_url(backend: str, tmp_path: Path) -> str:
@@ -379,8 +379,8 @@ async def test_jwks_endpoint_sends_cache_control_and_published_keys(clock: Froze
 
 def test_prepublish_must_cover_the_jwks_max_age() -> None:
     with pytest.raises(ConfigurationError, match="key_prepublish"):
-        Settings.load(jwks_max_age=300, key_prepublish=299)
-    assert Settings.load(jwks_max_age=300, key_prepublish=300).key_prepublish == 300
+        Settings.from_flat(jwks_max_age=300, key_prepublish=299)
+    assert Settings.from_flat(jwks_max_age=300, key_prepublish=300).tokens.key_prepublish == 300
 
 
 # --- a Redis that keeps nothing on disk ------------------------------------------------

@@ -32,7 +32,7 @@ def parse(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_each_authstate_has_its_own_registry(clock: FrozenClock) -> None:
-    settings = Settings(store="memory://")
+    settings = Settings.from_flat(store="memory://")
     one = AuthState(settings, await open_store("memory://", clock=clock), clock=clock)
     two = AuthState(settings, await open_store("memory://", clock=clock), clock=clock)
     assert one.metrics is not None and two.metrics is not None
@@ -43,7 +43,7 @@ async def test_each_authstate_has_its_own_registry(clock: FrozenClock) -> None:
 
 
 async def test_metrics_can_be_switched_off(clock: FrozenClock) -> None:
-    state = AuthState(Settings(store="memory://", metrics=False), await open_store("memory://"), clock=clock)
+    state = AuthState(Settings.from_flat(store="memory://", metrics=False), await open_store("memory://"), clock=clock)
     assert state.metrics is None
     event = await state.audit.record("login_succeeded", user_id="u")
     assert event.id is not None
@@ -130,7 +130,7 @@ def test_exposition_parses_and_names_every_metric() -> None:
 
 async def test_verify_latency_is_timed_by_method(clock: FrozenClock) -> None:
     store = await open_store("memory://", clock=clock)
-    state = AuthState(Settings(store="memory://"), store, clock=clock)
+    state = AuthState(Settings.from_flat(store="memory://"), store, clock=clock)
     await state.start()
     try:
         m = state.metrics
@@ -152,8 +152,8 @@ async def test_verify_latency_is_timed_by_method(clock: FrozenClock) -> None:
 async def test_bus_lag_is_observed_by_the_receiver(clock: FrozenClock) -> None:
     store = await open_store("memory://", clock=clock)
     bus = MemoryBus()
-    a = AuthState(Settings(store="memory://"), store, clock=clock, bus=bus)
-    b = AuthState(Settings(store="memory://"), store, clock=clock, bus=bus)
+    a = AuthState(Settings.from_flat(store="memory://"), store, clock=clock, bus=bus)
+    b = AuthState(Settings.from_flat(store="memory://"), store, clock=clock, bus=bus)
     await a.start()
     await b.start()
     try:
@@ -169,7 +169,7 @@ async def test_bus_lag_is_observed_by_the_receiver(clock: FrozenClock) -> None:
 
 async def test_store_errors_are_counted(redis_server: RedisServer, clock: FrozenClock) -> None:
     store = await open_store(redis_server.url, clock=clock, namespace="metrics")
-    state = AuthState(Settings(store=redis_server.url, push_revocation=False), store, clock=clock)
+    state = AuthState(Settings.from_flat(store=redis_server.url, push_revocation=False), store, clock=clock)
     try:
         m = state.metrics
         assert m is not None

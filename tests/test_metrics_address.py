@@ -57,10 +57,10 @@ def test_metrics_only_on_the_metrics_address(server: tuple[Server, str]) -> None
 @pytest.mark.parametrize("address", ["9100", "host:", "a b:80", "127.0.0.1:70000", ":9100"])
 def test_a_bad_metrics_address_is_refused(address: str) -> None:
     with pytest.raises(ConfigurationError, match="AUTHSTATE_METRICS_ADDRESS"):
-        Settings.load(metrics_address=address)
+        Settings.from_flat(metrics_address=address)
 
 
 def test_metrics_address_parses_hosts() -> None:
-    assert Settings.load(metrics_address="10.0.0.5:9100").metrics_listen() == ("10.0.0.5", 9100)
-    assert Settings.load(metrics_address="[::1]:9100").metrics_listen() == ("::1", 9100)
-    assert Settings.load().metrics_listen() is None
+    assert Settings.from_flat(metrics_address="10.0.0.5:9100").service.metrics_listen() == ("10.0.0.5", 9100)
+    assert Settings.from_flat(metrics_address="[::1]:9100").service.metrics_listen() == ("::1", 9100)
+    assert Settings.from_flat().service.metrics_listen() is None

@@ -30,7 +30,7 @@ DEADLINE = 3.0
 
 
 def verifier_settings(config: dict[str, Any]) -> Settings:
-    return Settings(
+    return Settings.from_flat(
         store=config["store"], namespace=config["namespace"], bus=config.get("bus"),
         bus_fallback=config.get("fallback", "store"), access_token_ttl=600, leeway=5,
     )

@@ -15,7 +15,7 @@ from authstate.errors import TokenRevoked
 
 @pytest.fixture
 async def state(clock: FrozenClock) -> AsyncIterator[AuthState]:
-    st = await AuthState.open(Settings.load(store="memory://"), clock=clock)
+    st = await AuthState.open(Settings.from_flat(store="memory://"), clock=clock)
     assert st.revocation.local, "memory store runs with the in-process bus: push mode"
     try:
         yield st
@@ -95,3 +95,35 @@ async def test_resync_forgets_every_cached_verification(state: AuthState) -> Non
     await state.revocation.resync()
     await state.authenticate_bearer(token)
     assert state.tokens.cache.hits == hits, "the first verify after a resync is a miss"
+
+
+async def test_the_wiring_is_explicit_at_construction(clock: FrozenClock) -> None:
+    """Without AuthState: the revocation copy is given the cache it evicts from, and the
+    access tokens the copy they check against; nothing is attached afterwards."""
+    from authstate.bus.memory import MemoryBus
+    from authstate.jwt import AccessTokens, VerifiedTokenCache
+    from authstate.keys import KeySet
+    from authstate.revocation import Revocations
+    from authstate.stores import open_store
+
+    store = await open_store("memory://", clock=clock)
+    cache = VerifiedTokenCache()
+    revocation = Revocations(store, clock=clock, lifetime=630, leeway=30, bus=MemoryBus(),
+                             cache=cache)
+    tokens = AccessTokens(KeySet.generate("EdDSA", now=clock.now()), issuer="https://as.example",
+                          audience="api", clock=clock, cache=cache, revocation=revocation)
+    try:
+        await revocation.start()
+        assert revocation.local and tokens.cache is cache
+        token, claims = tokens.issue("alice", sid="s1")
+        tokens.verify(token)
+        assert len(cache) == 1
+        await revocation.revoke_sid("s1")  # the event evicts the cached verification
+        assert len(cache) == 0
+        for _ in range(2):  # checked before caching: refused, and never cached
+            with pytest.raises(TokenRevoked):
+                tokens.verify(token)
+        assert len(cache) == 0
+    finally:
+        await revocation.close()
+        await store.close()

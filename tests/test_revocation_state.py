@@ -26,7 +26,7 @@ from authstate.stores import Store
 def settings(**kw: Any) -> Settings:
     base: dict[str, Any] = {"store": "memory://", "access_token_ttl": 600, "leeway": 0,
                             "session_idle_timeout": 1800, "session_absolute_timeout": 7200}
-    return Settings(**{**base, **kw})
+    return Settings.from_flat(**{**base, **kw})
 
 
 @pytest.fixture

@@ -41,10 +41,10 @@ NO_REVOCATION = {
 def settings_for(mode: str) -> Settings:
     namespace = "peersbench" + secrets.token_hex(4)
     if mode == "redis":
-        return Settings(store=REDIS_URL, namespace=namespace, key_algorithm="HS256",
+        return Settings.from_flat(store=REDIS_URL, namespace=namespace, key_algorithm="HS256",
                         metrics=False)
     if mode in ("jwt", "jwt-nocache"):
-        return Settings(store="memory://", namespace=namespace, key_algorithm="HS256",
+        return Settings.from_flat(store="memory://", namespace=namespace, key_algorithm="HS256",
                         metrics=False, **NO_REVOCATION)
     raise SystemExit(f"unknown mode {mode!r}")
 

@@ -89,7 +89,8 @@ def session_cookie_name(settings: Settings) -> str:
     """``__Host-`` + the configured name outside development mode (RFC 6265bis §4.1.3.2:
     the browser then takes it only from a secure origin, with ``Path=/`` and no
     ``Domain``); the bare name in development mode, over plain HTTP."""
-    return settings.cookie_name if settings.dev else HOST_PREFIX + settings.cookie_name
+    name = settings.sessions.cookie_name
+    return name if settings.service.dev else HOST_PREFIX + name
 
 
 def bearer_challenge(error: str | None = None, scopes: Sequence[str] = ()) -> str:
@@ -211,7 +212,7 @@ def _looks_like_jwt(token: str) -> bool:
 def trusted_origins(settings: Settings, extra: Iterable[str] = ()) -> tuple[bytes, ...]:
     """The origins a cookie-authenticated change may come from besides the request's own:
     ``extra`` and the issuer's."""
-    issuer = csrf.origin_of(settings.issuer)
+    issuer = csrf.origin_of(settings.tokens.issuer)
     return tuple(o.encode("latin-1") for o in (*extra, *([issuer] if issuer else [])))
 
 
@@ -291,7 +292,7 @@ class SessionCookie:
 
     def _cached(self, session_id: str) -> Identity | None:
         revocation = self.state.revocation
-        if revocation.mode != "push" or not self.state.settings.revocation_session_bound:
+        if revocation.mode != "push" or not self.state.settings.revocation.session_bound:
             self._cache.clear()
             return None
         if not valid_session_id(session_id):

@@ -12,6 +12,9 @@ from authstate.errors import InvalidClaim, MissingClaim
 # before 1970) is no date anyone issues; bounding it where it comes in keeps every later
 # use (comparisons, ``datetime.fromtimestamp``, a store's expiry) from overflowing.
 NUMERIC_DATE_MAX = 253_402_300_799
+# Clock skew a verifier accepts on exp/nbf/iat; the one bound settings and verifiers share.
+LEEWAY_DEFAULT = 30
+LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "small" leeway; more hides clock bugs
 
 
 class Clock(Protocol):

@@ -56,7 +56,7 @@ async def introspect(state: AuthState, token: object, hint: object = None) -> di
             return _inactive()
         grant = info.grant
         body: dict[str, Any] = {
-            "active": True, "token_type": "refresh_token", "iss": state.settings.issuer,
+            "active": True, "token_type": "refresh_token", "iss": state.settings.tokens.issuer,
             "sub": grant.user_id, "sid": grant.sid, "iat": int(info.issued_at),
             "exp": int(info.expires_at),
         }
@@ -70,8 +70,8 @@ async def introspect(state: AuthState, token: object, hint: object = None) -> di
         if found is None:
             return _inactive()
         return {
-            "active": True, "token_type": "Bearer", "iss": state.settings.issuer,
-            "aud": state.settings.audience, **found.claims(),
+            "active": True, "token_type": "Bearer", "iss": state.settings.tokens.issuer,
+            "aud": state.settings.tokens.audience, **found.claims(),
         }
     if not isinstance(token, str):
         return _inactive()

@@ -27,9 +27,9 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from authstate.clock import Clock, numeric_date
+from authstate.clock import LEEWAY_DEFAULT, LEEWAY_MAX, Clock, numeric_date
 from authstate.errors import (
     AlgorithmNotAllowed,
     BadSignature,
@@ -47,8 +47,6 @@ from authstate.errors import (
 from authstate.keys import KeySet, SigningKey
 
 MAX_TOKEN_BYTES = 8192  # checked before any parsing or crypto
-LEEWAY_DEFAULT = 30
-LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "small" leeway; more hides clock bugs
 TTL_DEFAULT = 600  # 10 minutes
 TTL_LONG = 3600  # beyond this a lifetime needs allow_long_lifetime=True
 TOKEN_TYPE = "at+jwt"  # noqa: S105 -- RFC 9068 §2.1: explicit typing of access tokens
@@ -242,13 +240,25 @@ def check_times(claims: Mapping[str, Any], now: float, leeway: float) -> int:
     return exp
 
 
+class LocalRevocations(Protocol):
+    """What verifying needs from revocation (``revocation.Revocations`` is one): whether
+    its in-memory copy is trustworthy right now (push mode), and a check against it."""
+
+    @property
+    def local(self) -> bool: ...
+
+    def check_local(self, claims: Mapping[str, Any]) -> None:
+        """Raise ``TokenRevoked`` for revoked claims."""
+
+
 class VerifiedTokenCache:
     """Tokens already verified, by the SHA-256 of the token, until they expire.
 
     Bounded (least recently used goes first) and holding digests rather than tokens,
     so neither its size nor a memory dump gives tokens away. Revocation calls
-    ``forget(jti)`` or ``invalidate(predicate)``; a change of the key set clears it.
-    One cache serves one ``AccessTokens`` (its issuer, audience and keys).
+    ``forget(jti)`` or ``invalidate(predicate)`` (``Revocations`` is given the cache it
+    evicts from); a change of the key set clears it. One cache serves one
+    ``AccessTokens`` (its issuer, audience and keys).
     """
 
     __slots__ = ("_by_jti", "_entries", "hits", "maxsize", "misses")
@@ -331,6 +341,12 @@ class AccessTokens:
     The claims are minimal: ``iss``, ``sub``, ``aud``, ``iat``, ``exp``, ``jti``, plus
     ``sid`` (an opaque session reference, never the session ID), ``scope`` and ``ver``
     when given; anything else only through ``extra``.
+
+    ``revocation``: checked, in push mode, before a freshly verified token enters the
+    cache, so a cache hit needs no check at all (whoever revokes evicts from ``cache``,
+    which is then shared with it). Outside push mode the caller checks the store on
+    every request, cache hit or not. ``cache``: that shared cache; by default a private
+    one of ``cache_size`` tokens (0: none).
     """
 
     def __init__(
@@ -344,6 +360,8 @@ class AccessTokens:
         allow_long_lifetime: bool = False,
         leeway: int = LEEWAY_DEFAULT,
         cache_size: int = CACHE_SIZE,
+        cache: VerifiedTokenCache | None = None,
+        revocation: LocalRevocations | None = None,
         token_type: str | None = TOKEN_TYPE,
     ) -> None:
         if not issuer or not isinstance(issuer, str):
@@ -368,14 +386,12 @@ class AccessTokens:
         self.token_type = token_type
         self._clock = clock
         self._jws = CompactVerifier(keys)
-        self.cache: VerifiedTokenCache | None = (
-            VerifiedTokenCache(cache_size) if cache_size > 0 else None
-        )
-        # A check every freshly verified token passes before it may be cached (revocation,
-        # set by AuthState): True caches it, False serves it uncached, raising rejects it.
-        # So a cache hit never needs the check again; whoever sets it evicts on change.
-        self.admit: Callable[[Mapping[str, Any]], bool] | None = None
+        if cache is None and cache_size > 0:
+            cache = VerifiedTokenCache(cache_size)
+        self.cache = cache
+        self.revocation = revocation
         self._cache_version = keys.version
+        self._cache_checked = False  # whether the cache holds only locally checked tokens
         self._typed_header: Mapping[str, Any] | None = None
         self._header_segments: dict[str, bytes] = {}
         # Retirement must outlast the longest token: widen, never narrow, the key set's.
@@ -457,11 +473,17 @@ class AccessTokens:
         raw = token_bytes(token)
         now = self._clock.now()
         cache = self.cache
+        # the local revocation copy, while it is trustworthy (push mode)
+        local = self.revocation if self.revocation is not None and self.revocation.local else None
         digest = b""
         if cache is not None:
-            if self._cache_version != self.keys.version:
+            # Entries cached outside push mode were never checked against the local copy:
+            # forget them on entering it, so every cache hit in push mode is a checked token.
+            checked = local is not None
+            if self._cache_version != self.keys.version or (checked and not self._cache_checked):
                 cache.clear()
                 self._cache_version = self.keys.version
+            self._cache_checked = checked
             digest = _sha256(raw).digest()
             cached = cache.lookup(digest, now)
             if cached is not None:
@@ -476,8 +498,9 @@ class AccessTokens:
             self._typed_header = header  # the header cache hands out this same object
         claims = json_object(payload, "payload")
         exp = self.check_claims(claims, now)
-        admitted = self.admit(claims) if self.admit is not None else True
-        if cache is not None and exp > now and admitted:
+        if local is not None:
+            local.check_local(claims)  # raises for a revoked token: never cached
+        if cache is not None and exp > now:
             cache.store(digest, claims, exp=exp)
             return dict(claims)
         return claims

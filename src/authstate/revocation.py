@@ -39,13 +39,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from authstate.bus.base import JSON, Bus
 from authstate.clock import Clock, SystemClock
 from authstate.errors import BusUnavailable, StoreUnavailable, TokenRevoked
 from authstate.outage import OutageLog
 from authstate.stores.base import Record, Store
+
+if TYPE_CHECKING:
+    from authstate.jwt import VerifiedTokenCache
 
 logger = logging.getLogger("authstate.revocation")
 
@@ -81,6 +84,14 @@ class Revocations:
 
     ``lifetime`` is the longest an access token can be accepted (its ttl plus the
     verifier's leeway); ``leeway`` is added to a denied token's ``exp``.
+
+    What rests on the local copy is given here, at construction: ``cache``, the
+    verified-token cache of the ``AccessTokens`` that checks tokens against this copy
+    (each revocation evicts the tokens it names; a resync empties it, since it may have
+    learnt revocations the bus never delivered); ``sync_keys``, run when a key event
+    arrives and after each resync (the key set lives in the store); ``on_lag``, told the
+    seconds from publish to arrival of each bus event (metrics). ``on_event`` lists
+    observers of applied events (the bench's delay measurement).
     """
 
     def __init__(
@@ -95,6 +106,9 @@ class Revocations:
         fallback: Literal["store", "reject"] = "store",
         max_entries: int = MAX_ENTRIES,
         resync_interval: float = RESYNC_INTERVAL,
+        cache: VerifiedTokenCache | None = None,
+        sync_keys: Callable[[], Awaitable[object]] | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
@@ -105,9 +119,11 @@ class Revocations:
         self.fallback = fallback
         self.max_entries = max_entries
         self.resync_interval = resync_interval
+        self.cache = cache
+        self.sync_keys = sync_keys
+        self.on_lag = on_lag
         self.on_event: list[EventHook] = []
-        self.on_lag: Callable[[float], None] | None = None  # seconds from publish to here
-        self.on_resync: list[Callable[[], Awaitable[object]]] = []
+        self._key_syncs: set[asyncio.Task[object]] = set()
         self.resyncs = 0
         self.events = 0
         self._deny: dict[str, float] = {}
@@ -133,6 +149,8 @@ class Revocations:
         self._periodic = asyncio.create_task(self._maintain())
 
     async def close(self) -> None:
+        for task in list(self._key_syncs):
+            task.cancel()
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,8 +195,8 @@ class Revocations:
     async def resync(self) -> None:
         """Merge every live revocation in the store into the local copy. Entries are only
         ever added (and dropped when they expire), so events that arrive meanwhile are
-        never undone by it. Then ``on_resync`` hooks catch up on what else the bus may
-        have missed (the key set)."""
+        never undone by it. Then the verified-token cache is emptied and the key set
+        synced: the bus may have missed changes to either."""
         now = self.clock.now()
         kinds = [
             (DENY, self.policies.denylist),
@@ -199,8 +217,10 @@ class Revocations:
             event = _event_from_record(kind, record.value, until)
             if event is not None:
                 self._apply(event, notify=False)
-        for hook in self.on_resync:
-            await hook()
+        if self.cache is not None:
+            self.cache.clear()
+        if self.sync_keys is not None:
+            await self.sync_keys()
         self.resyncs += 1
 
     async def _scan_all(self, kind: str, prefix: str) -> list[Record]:
@@ -293,8 +313,31 @@ class Revocations:
             logger.warning("ignored a malformed revocation event of type %r", kind)
             return
         if notify:
+            self._evict(event)
             for hook in self.on_event:
                 hook(event)
+
+    def _evict(self, event: JSON) -> None:
+        """Drop the cached verifications an event revokes; reload the key set (in the
+        background: this runs inside a bus callback) when a key changed."""
+        kind, cache = event.get("t"), self.cache
+        if kind == "key":
+            if self.sync_keys is not None:
+                task = asyncio.get_running_loop().create_task(self._sync_keys())
+                self._key_syncs.add(task)
+                task.add_done_callback(self._key_syncs.discard)
+        elif cache is None:
+            return
+        elif kind == "jti":
+            cache.forget(str(event.get("jti")))
+        elif kind == "sid":
+            cache.invalidate(lambda claims: claims.get("sid") == event.get("sid"))
+        elif kind == "ver":
+            cache.invalidate(lambda claims: claims.get("sub") == event.get("sub"))
+
+    async def _sync_keys(self) -> object:
+        assert self.sync_keys is not None
+        return await self.sync_keys()
 
     def _remember(
         self, table: dict[str, float], kind: str, key: str, until: float, now: float

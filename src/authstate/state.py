@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -40,7 +39,7 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.identity import Identity
-from authstate.jwt import AccessTokens
+from authstate.jwt import AccessTokens, VerifiedTokenCache
 from authstate.keys import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
@@ -117,81 +116,79 @@ class AuthState:
         self.settings = settings
         self.store = store
         self.clock = clock or SystemClock()
-        self.metrics = Metrics() if settings.metrics else None
+        self.metrics = Metrics() if settings.service.metrics else None
         self.audit = AuditLog(
             store, self.clock, metrics=self.metrics,
-            retention_days=settings.audit_retention_days,
+            retention_days=settings.service.audit_retention_days,
         )
         self.sessions = SessionManager(
             store,
             clock=self.clock,
-            idle_timeout=settings.session_idle_timeout,
-            absolute_timeout=settings.session_absolute_timeout,
-            touch_interval=settings.session_touch_interval,
+            idle_timeout=settings.sessions.idle_timeout,
+            absolute_timeout=settings.sessions.absolute_timeout,
+            touch_interval=settings.sessions.touch_interval,
             on_revoke=self._session_ended,
             on_store_error=self.metrics.store_error_hook("session") if self.metrics else None,
         )
         self.passwords = PasswordHasher(
-            time_cost=settings.password_time_cost,
-            memory_kib=settings.password_memory_kib,
-            parallelism=settings.password_parallelism,
+            time_cost=settings.passwords.time_cost,
+            memory_kib=settings.passwords.memory_kib,
+            parallelism=settings.passwords.parallelism,
         )
         self.users = Users(store, clock=self.clock, hasher=self.passwords)
         self.clients = Clients(store, clock=self.clock)
         self.throttle = LoginThrottle(
             store,
             clock=self.clock,
-            account_limit=settings.throttle_account_limit,
-            ip_limit=settings.throttle_ip_limit,
-            window=settings.throttle_window,
+            account_limit=settings.throttle.account_limit,
+            ip_limit=settings.throttle.ip_limit,
+            window=settings.throttle.window,
         )
         self._init_tokens(settings, store, bus)
 
     def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
         """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
         starts empty and is filled from the store by ``start``."""
-        kek = settings.key_encryption_key
+        tokens, revocation = settings.tokens, settings.revocation
+        kek = tokens.key_encryption_key
         self.keys = KeySet(
-            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway, clock=self.clock,
+            max_token_ttl=tokens.access_ttl, leeway=tokens.leeway, clock=self.clock,
             wrap=KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
-                                       settings.key_encryption_key_file),
+                                       tokens.key_encryption_key_file),
         )
         self.key_watcher = keystore.KeyWatcher(
-            store, self.keys, clock=self.clock, algorithm=settings.key_algorithm,
+            store, self.keys, clock=self.clock, algorithm=tokens.key_algorithm,
             audit=self.audit,
         )
         self._key_poll: asyncio.Task[None] | None = None
-        self.tokens = AccessTokens(
-            self.keys, issuer=settings.issuer, audience=settings.audience, clock=self.clock,
-            ttl=settings.access_token_ttl, allow_long_lifetime=settings.allow_long_access_tokens,
-            leeway=settings.leeway,
-        )
+        # One verified-token cache: the access tokens fill it (after checking the local
+        # revocation copy), the revocation copy evicts from it.
+        verified = VerifiedTokenCache()
         self.bus = bus if bus is not None else bus_for(settings, store.url_scheme)
         self.revocation = Revocations(
-            store, clock=self.clock, bus=self.bus, fallback=settings.bus_fallback,
+            store, clock=self.clock, bus=self.bus, fallback=revocation.bus_fallback,
             policies=Policies(
-                denylist=settings.revocation_denylist,
-                token_version=settings.revocation_token_version,
-                session_bound=settings.revocation_session_bound,
+                denylist=revocation.denylist,
+                token_version=revocation.token_version,
+                session_bound=revocation.session_bound,
             ),
-            lifetime=settings.access_token_ttl + settings.leeway, leeway=settings.leeway,
+            lifetime=tokens.access_ttl + tokens.leeway, leeway=tokens.leeway,
+            cache=verified, sync_keys=self.key_watcher.sync,
+            on_lag=self.metrics.observe_bus_lag if self.metrics is not None else None,
         )
-        self.revocation.on_event.append(self._revoked)
-        self.revocation.on_resync.append(self._forget_verified)
-        self.tokens.admit = self._admit
-        self._cache_checked = False  # whether the cache holds only locally checked tokens
-        if self.metrics is not None:
-            self.revocation.on_lag = self.metrics.observe_bus_lag
-        self.revocation.on_resync.append(self.key_watcher.sync)
+        self.tokens = AccessTokens(
+            self.keys, issuer=tokens.issuer, audience=tokens.audience, clock=self.clock,
+            ttl=tokens.access_ttl, allow_long_lifetime=tokens.allow_long_lifetime,
+            leeway=tokens.leeway, cache=verified, revocation=self.revocation,
+        )
         self.refresh = RefreshTokens(
-            store, mint=self._mint, clock=self.clock, ttl=settings.refresh_ttl,
-            family_ttl=settings.refresh_family_ttl, grace=settings.refresh_grace,
-            reuse_window=settings.refresh_reuse_window,
+            store, mint=self._mint, clock=self.clock, ttl=settings.refresh.ttl,
+            family_ttl=settings.refresh.family_ttl, grace=settings.refresh.grace,
+            reuse_window=settings.refresh.reuse_window,
             audit=self.audit, on_reuse=self._refresh_reused,
         )
-        self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.access_token_ttl)
+        self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
         self._started = False
-        self._background: set[asyncio.Task[Any]] = set()
 
     @timed_verify("session")
     async def authenticate_session(self, session_id: object) -> Identity | None:
@@ -427,12 +424,12 @@ class AuthState:
         return client, secret
 
     def sweeper(self) -> Sweeper:
-        """A background sweeper of this store, every ``settings.cleanup_interval``
+        """A background sweeper of this store, every ``settings.service.cleanup_interval``
         seconds (the caller starts and stops it, so a library user decides whether one
         runs)."""
         return Sweeper(
             self.store, self.audit, metrics=self.metrics,
-            interval=self.settings.cleanup_interval,
+            interval=self.settings.service.cleanup_interval,
         )
 
     async def cleanup(self, *, batch: int = BATCH) -> CleanupReport:
@@ -447,7 +444,7 @@ class AuthState:
     ) -> tuple[str, dict[str, Any]]:
         """A short access token for a live session (to call other services), bound to
         its ``sid`` and never outliving it; revoking the session revokes the token."""
-        ttl = min(self.settings.access_token_ttl, int(session.expires_at - self.clock.now()))
+        ttl = min(self.settings.tokens.access_ttl, int(session.expires_at - self.clock.now()))
         if ttl < 1:
             raise SessionNotFound()
         token, claims = self.tokens.issue(
@@ -497,8 +494,6 @@ class AuthState:
         if not isinstance(token, str):
             raise MalformedToken("a bearer token is a string")
         local = self.revocation.local
-        if local is not self._cache_checked:
-            self._entered_mode(local)
         claims = self.tokens.verify(token)  # in push mode, revocation is checked in here
         if not local:
             await self.revocation.check(claims)
@@ -529,7 +524,7 @@ class AuthState:
         families = await self.refresh.revoke_user(user_id)
         ended = await self.sessions.revoke_all(user_id, except_id=except_session_id, reason=reason)
         await self.opaque.revoke_user(user_id)
-        if self.settings.revocation_token_version:
+        if self.settings.revocation.token_version:
             version = await self.revocation.bump_version(user_id)
             await self.audit.record(
                 "user_version_bumped", user_id=user_id,
@@ -549,7 +544,8 @@ class AuthState:
         async with self.key_watcher.lock:
             result = await keystore.rotate(
                 self.store, self.keys, clock=self.clock, algorithm=algorithm,
-                audit=self.audit, prepublish=0.0 if now else float(self.settings.key_prepublish),
+                audit=self.audit,
+                prepublish=0.0 if now else float(self.settings.tokens.key_prepublish),
             )
         await self.revocation.announce_key_retired(result.signer.kid)
         return result
@@ -578,7 +574,7 @@ class AuthState:
     async def _poll_keys_forever(self) -> None:
         outage = OutageLog(logger, "key set poll")
         while True:
-            await asyncio.sleep(self.settings.key_poll_interval)
+            await asyncio.sleep(self.settings.tokens.key_poll_interval)
             try:
                 await self.poll_keys()
                 outage.recovered()
@@ -613,7 +609,7 @@ class AuthState:
             await self.metrics.refresh_gauges(self.store)
 
     async def _version(self, user_id: str) -> int | None:
-        if not self.settings.revocation_token_version:
+        if not self.settings.revocation.token_version:
             return None
         return await self.revocation.version(user_id)
 
@@ -632,49 +628,11 @@ class AuthState:
             if session.sid == sid:
                 await self.sessions.revoke_handle(user_id, session.handle, reason=reason)
                 return
-        if self.settings.revocation_session_bound:
+        if self.settings.revocation.session_bound:
             await self.revocation.revoke_sid(sid)
 
     async def _refresh_reused(self, grant: Grant) -> None:
         await self.end_session_by_sid(grant.user_id, grant.sid, reason="refresh_reuse")
-
-    def _admit(self, claims: Mapping[str, Any]) -> bool:
-        """Whether a freshly verified token may enter the verified-token cache. In push
-        mode it is checked against the local revocation copy first (raising if revoked),
-        and every later revocation evicts it (``_revoked``), so a cache hit needs no
-        check at all. Outside push mode every request checks the store anyway."""
-        if self.revocation.local:
-            self.revocation.check_local(claims)
-        return True
-
-    def _entered_mode(self, local: bool) -> None:
-        """Entries cached outside push mode were never checked locally: on entering it,
-        forget them, so that every cache hit in push mode is a checked token."""
-        if local and self.tokens.cache is not None:
-            self.tokens.cache.clear()
-        self._cache_checked = local
-
-    async def _forget_verified(self) -> None:
-        """A resync may have learnt revocations the bus never delivered: start over."""
-        if self.tokens.cache is not None:
-            self.tokens.cache.clear()
-
-    def _revoked(self, event: Mapping[str, Any]) -> None:
-        """A revocation arrived (here or over the bus): drop cached verifications, and
-        reload the key set when a key changed."""
-        kind, cache = event.get("t"), self.tokens.cache
-        if kind == "key":
-            task = asyncio.get_running_loop().create_task(self.key_watcher.sync())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        elif cache is None:
-            return
-        elif kind == "jti":
-            cache.forget(str(event.get("jti")))
-        elif kind == "sid":
-            cache.invalidate(lambda claims: claims.get("sid") == event.get("sid"))
-        elif kind == "ver":
-            cache.invalidate(lambda claims: claims.get("sub") == event.get("sub"))
 
     async def _session_ended(self, session: Session, reason: str) -> None:
         """Every way a session ends passes here: audit it, revoke its refresh families
@@ -685,14 +643,15 @@ class AuthState:
         )
         await self.refresh.revoke_session(session.user_id, session.sid)
         await self.opaque.revoke_session(session.user_id, session.sid)
-        if self.settings.revocation_session_bound:
+        if self.settings.revocation.session_bound:
             await self.revocation.revoke_sid(session.sid)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> AuthState:
-        """Open the store named by ``settings.store`` and everything that rests on it."""
+        """Open the store named by ``settings.store.url`` and everything that rests on it."""
         clock = clock or SystemClock()
-        store = await open_store(settings.store, clock=clock, namespace=settings.namespace)
+        store = await open_store(settings.store.url, clock=clock,
+                                 namespace=settings.store.namespace)
         state = cls(settings, store, clock=clock)
         try:
             await state.start()
@@ -715,8 +674,6 @@ class AuthState:
         self._started = True
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
         if self._key_poll is not None:
             self._key_poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):

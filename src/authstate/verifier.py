@@ -20,9 +20,9 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from authstate.clock import Clock, SystemClock
+from authstate.clock import LEEWAY_DEFAULT, Clock, SystemClock
 from authstate.errors import ConfigurationError
-from authstate.jwt import LEEWAY_DEFAULT, AccessTokens
+from authstate.jwt import AccessTokens
 from authstate.keys import KeySet
 
 if TYPE_CHECKING:

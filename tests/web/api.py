@@ -22,9 +22,10 @@ BASE = "http://testserver"
 
 
 def api_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"store": "memory://", "issuer": BASE, **FAST_PASSWORDS}
+    # plain http://testserver: development mode, asked for (the default is off)
+    values: dict[str, Any] = {"store": "memory://", "issuer": BASE, "dev": True, **FAST_PASSWORDS}
     values.update(overrides)
-    return Settings(**values)
+    return Settings.from_flat(**values)
 
 
 

@@ -45,7 +45,8 @@ def authstate_command() -> list[str]:
 
 
 def _serve_command(port: int) -> list[str]:
-    return [*authstate_command(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # plain HTTP on localhost: development mode, asked for as run.py does
+    return [*authstate_command(), "serve", "--dev", "--host", "127.0.0.1", "--port", str(port)]
 
 
 @dataclass
@@ -57,7 +58,7 @@ class LiveService:
     log: Path
 
     def settings(self) -> Settings:
-        return Settings(store=self.store, issuer=self.url, dev=True,
+        return Settings.from_flat(store=self.store, issuer=self.url, dev=True,
                         password_time_cost=1, password_memory_kib=1024)
 
     def seed(self, action: Any) -> Any:

@@ -112,9 +112,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def run_scenario(api: Api, clock: FrozenClock) -> Run:
-    run = Run(api, clock, api.state.settings.cookie_name)
+    run = Run(api, clock, api.state.settings.sessions.cookie_name)
     state = api.state
-    grace = state.settings.refresh_grace
+    grace = state.settings.refresh.grace
 
     # Register (what `authstate users add` and `authstate clients add` do).
     run.admin = await state.users.create(ADMIN_EMAIL, ADMIN_PASSWORD, admin=True)
@@ -224,7 +224,7 @@ async def run_scenario(api: Api, clock: FrozenClock) -> Run:
 
     # Someone guesses at alice's password until the throttle trips.
     guesser = api.new_client()
-    limit = state.settings.throttle_account_limit
+    limit = state.settings.throttle.account_limit
     for i in range(limit + 1):
         await run.call(guesser, f"guess {i}", "POST", "/auth/login", expect=(401, 429),
                        json={"email": ALICE_EMAIL, "password": f"guess number {i}"})

@@ -42,7 +42,7 @@ def fast_settings(**overrides: Any) -> Settings:
         "store": "memory://", "dev": True, "issuer": HOST, "password_time_cost": 1,
         "password_memory_kib": 8, **overrides,
     }
-    return Settings(**values)
+    return Settings.from_flat(**values)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -158,7 +158,7 @@ async def test_revoked_unknown_and_expired_sessions_look_the_same(
     expired, _ = await login(state)
     async with client(starlette_app(SessionCookie(state))) as http:
         answers = []
-        clock.advance(state.settings.session_idle_timeout + 1)
+        clock.advance(state.settings.sessions.idle_timeout + 1)
         for session_id in (revoked, expired, "x" * 43, "not a cookie!"):
             answers.append((await http.get("/whoami", headers=cookie(session_id))).json())
         assert all(a == answers[0] for a in answers)

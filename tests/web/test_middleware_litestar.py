@@ -33,7 +33,7 @@ async def create_item(request: Request[Any, AuthInfo, Any]) -> dict[str, Any]:
 
 
 async def test_litestar_request_user(clock: FrozenClock) -> None:
-    settings = Settings(store="memory://", dev=True, issuer="http://testserver")
+    settings = Settings.from_flat(store="memory://", dev=True, issuer="http://testserver")
     state = AuthState(settings, await open_store("memory://", clock=clock), clock=clock)
     token = csrf.new_token()
     session_id, _ = await state.sessions.create("u_carol", data={csrf.DATA_KEY: token})

@@ -145,7 +145,7 @@ async def test_metrics_scrape_shows_counters_move() -> None:
         refresh = grant.json()["refresh_token"]
         rotated = await api.client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
         assert rotated.status_code == 200, rotated.text
-        clock.advance(api.state.settings.refresh_grace + 1)
+        clock.advance(api.state.settings.refresh.grace + 1)
         reused = await api.client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refresh})
         assert reused.status_code == 400
         me = await api.client.get("/auth/me")

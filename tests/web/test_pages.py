@@ -102,7 +102,7 @@ async def test_wrong_password_and_unknown_email_read_the_same(api: Api) -> None:
 
 
 async def test_throttled_login_says_wait(api: Api) -> None:
-    for _ in range(api.state.settings.throttle_account_limit):
+    for _ in range(api.state.settings.throttle.account_limit):
         assert (await page_login(api.client, password="nope nope nope")).status_code == 401
     throttled = await page_login(api.client)
     assert throttled.status_code == 429

@@ -291,13 +291,11 @@ class Workshop:
     async def state(self, url: str, variant: str, algorithm: str | None = None) -> AuthState:
         slot = (url, f"{variant}/{algorithm}")
         if slot not in self._states:
-            settings = self.settings.model_copy(
-                update={
-                    "store": url,
-                    "namespace": self.namespace,
-                    "key_algorithm": algorithm or self.algorithm,
-                    **VARIANTS[variant],
-                }
+            settings = self.settings.replace(
+                store=url,
+                namespace=self.namespace,
+                key_algorithm=algorithm or self.algorithm,
+                **VARIANTS[variant],
             )
             self._states[slot] = await AuthState.open(settings)
         return self._states[slot]

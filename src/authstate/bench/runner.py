@@ -262,7 +262,7 @@ class Runner:
             "concurrency": c.concurrency,
             "revocation_samples": c.revocation_samples,
             "quick": c.quick,
-            "access_token_ttl_s": self.settings.access_token_ttl,
+            "access_token_ttl_s": self.settings.tokens.access_ttl,
         }
 
     async def _in_process(
@@ -453,7 +453,7 @@ class Runner:
 
     def _unmeasured_delay(self, model: Model) -> Delays:
         if model.revocation_kind == "lifetime":
-            ttl = float(self.settings.access_token_ttl)
+            ttl = float(self.settings.tokens.access_ttl)
             return Delays(
                 kind="lifetime", median_s=ttl / 2, p99_s=ttl * 0.99, max_s=ttl, samples=0,
                 note="no revocation: valid until it expires (the median assumes revocation "

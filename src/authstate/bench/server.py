@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 import time
@@ -25,7 +26,7 @@ from authstate.bench.models import (
     Unavailable,
     Workshop,
 )
-from authstate.config import Settings
+from authstate.config import load_settings
 from authstate.web.middleware import AuthMiddleware
 
 Scope = MutableMapping[str, Any]
@@ -120,7 +121,7 @@ def _server(app: Any, *, lifespan: Literal["on", "off"]) -> Any:
 
 
 async def serve(request: dict[str, Any]) -> None:
-    settings = Settings.load(**request["overrides"])
+    settings = load_settings(env=os.environ, **request["overrides"])
     workshop = Workshop(
         settings, namespace=request["namespace"], algorithm=request["algorithm"]
     )

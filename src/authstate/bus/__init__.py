@@ -19,16 +19,16 @@ __all__ = ["Bus", "BusListener", "bus_for", "open_bus"]
 def bus_for(settings: Settings, store_scheme: str) -> Bus | None:
     """The bus a deployment uses with a store of ``store_scheme``, not yet started; None
     when revocation is not pushed (its verifiers then read the store per request)."""
-    if not settings.push_revocation:
+    if not settings.revocation.push:
         return None
-    if settings.bus:
-        return open_bus(settings.bus, namespace=settings.namespace)
+    if settings.revocation.bus:
+        return open_bus(settings.revocation.bus, namespace=settings.store.namespace)
     if store_scheme == "memory":
-        return open_bus("memory://", namespace=settings.namespace)
-    configured = settings.store.split("://", 1)[0].lower()
+        return open_bus("memory://", namespace=settings.store.namespace)
+    configured = settings.store.url.split("://", 1)[0].lower()
     same_engine = {"redis": ("redis", "rediss", "unix"), "postgresql": ("postgresql", "postgres")}
     if configured in same_engine.get(store_scheme, ()):
-        return open_bus(settings.store, namespace=settings.namespace)
+        return open_bus(settings.store.url, namespace=settings.store.namespace)
     return None
 
 

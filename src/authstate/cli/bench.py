@@ -6,6 +6,7 @@ imported when the command runs, so that the other commands work on the core inst
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from authstate.cli.runner import console, err_console, fail, run
-from authstate.config import Settings
+from authstate.config import load_settings
 from authstate.errors import InvalidInput, MissingDependencyError
 from authstate.extras import require
 
@@ -93,7 +94,7 @@ def bench_command(
         raise fail(str(error), 2) from None
     if quick:
         config = config.as_quick()
-    settings = Settings.load()
+    settings = load_settings(env=os.environ)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     with Progress(

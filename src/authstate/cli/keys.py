@@ -29,7 +29,7 @@ from authstate.cli.runner import (
     with_state,
 )
 from authstate.clock import SystemClock
-from authstate.config import Settings
+from authstate.config import Settings, load_settings
 from authstate.errors import ConfigurationError
 from authstate.keys import ALGORITHMS, SigningKey
 from authstate.state import AuthState
@@ -68,9 +68,9 @@ def _row(key: SigningKey, now: float) -> dict[str, Any]:
 
 
 def _wrap(settings: Settings) -> keywrap.KeyWrap | None:
-    kek = settings.key_encryption_key
+    kek = settings.tokens.key_encryption_key
     return keywrap.KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
-                                         settings.key_encryption_key_file)
+                                         settings.tokens.key_encryption_key_file)
 
 
 def _check_alg(alg: str | None) -> None:
@@ -79,8 +79,9 @@ def _check_alg(alg: str | None) -> None:
 
 
 async def _with_store(store: str | None, action: Callable[[Settings, Store], Awaitable[T]]) -> T:
-    settings = Settings.load(store=store)
-    opened = await open_store(settings.store, clock=SystemClock(), namespace=settings.namespace)
+    settings = load_settings(env=os.environ, store=store)
+    opened = await open_store(settings.store.url, clock=SystemClock(),
+                              namespace=settings.store.namespace)
     try:
         return await action(settings, opened)
     finally:
@@ -117,8 +118,8 @@ def generate(
 
     async def action(settings: Settings, opened: Store) -> list[SigningKey]:
         keyset = await keystore.load_or_create(
-            opened, clock=SystemClock(), algorithm=alg or settings.key_algorithm,
-            max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
+            opened, clock=SystemClock(), algorithm=alg or settings.tokens.key_algorithm,
+            max_token_ttl=settings.tokens.access_ttl, leeway=settings.tokens.leeway,
             audit=AuditLog(opened, SystemClock()), wrap=_wrap(settings),
         )
         return keyset.all()
@@ -198,7 +199,7 @@ def list_(store: str | None = StoreOption, as_json: bool = JsonOption) -> None:
 
     async def action(settings: Settings, opened: Store) -> list[SigningKey]:
         keyset = await keystore.load(
-            opened, max_token_ttl=settings.access_token_ttl, leeway=settings.leeway,
+            opened, max_token_ttl=settings.tokens.access_ttl, leeway=settings.tokens.leeway,
             public_only=True,
         )
         return keyset.all()

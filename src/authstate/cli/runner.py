@@ -4,6 +4,7 @@ errors as one line on stderr with a stable exit status instead of a traceback.""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from authstate.audit import bind_origin
-from authstate.config import Settings
+from authstate.config import load_settings
 from authstate.errors import AuthstateError
 from authstate.state import AuthState
 
@@ -60,7 +61,7 @@ async def with_state(
     store: str | None, action: Callable[[AuthState], Awaitable[T]], **overrides: Any
 ) -> T:
     """Open an AuthState on ``store`` (or the configured one), run ``action``, close."""
-    settings = Settings.load(store=store, **overrides)
+    settings = load_settings(env=os.environ, store=store, **overrides)
     state = await AuthState.open(settings)
     try:
         return await action(state)

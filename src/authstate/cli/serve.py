@@ -2,9 +2,11 @@
 
 With no arguments: the SQLite store ``./authstate.db``, a signing key generated on first
 start (Ed25519 unless ``AUTHSTATE_KEY_ALGORITHM`` says otherwise), 127.0.0.1:8000, and
-development mode, which sends cookies without ``Secure`` so they work over plain HTTP on
-localhost, and says so in a warning. Flags beat ``AUTHSTATE_*`` variables, which beat the
-``--config`` TOML file, which beats the defaults.
+production cookies (``Secure``, ``__Host-``). Development mode, which sends cookies without
+``Secure`` so they work over plain HTTP on localhost, is only ever asked for (``--dev``,
+``AUTHSTATE_DEV=true``; ``python3 run.py serve`` passes ``--dev`` and says so), and warned
+about. Flags beat ``AUTHSTATE_*`` variables, which beat the ``--config`` TOML file, which
+beats the defaults; this module and the CLI are the only readers of either.
 
 The store is opened once before the server starts, so a bad URL, an unreachable server or
 an unreadable config is one line on stderr and exit status 1 or 2, not a traceback; the
@@ -16,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from authstate import config as config_module
 from authstate.cli.runner import EXIT_USAGE, StoreOption, fail
 from authstate.config import Settings
 from authstate.errors import AuthstateError, ConfigurationError, MissingDependencyError
@@ -45,8 +49,8 @@ PLAIN_KEYS_WARNING = (
 )
 DEV_WARNING = (
     "development mode: the session cookie is sent without Secure and without the "
-    "__Host- prefix so that it works over plain HTTP; run behind HTTPS with "
-    "AUTHSTATE_DEV=false (or --no-dev) in production"
+    "__Host- prefix so that it works over plain HTTP; never use it behind a public "
+    "address (leave out --dev and AUTHSTATE_DEV in production)"
 )
 METRICS_OPEN_WARNING = (
     "GET /metrics is open to anyone who can reach this service (login failure rates, "
@@ -62,13 +66,14 @@ def start_warnings(settings: Settings) -> list[str]:
     something. In development mode the metrics warning is left out: the dev warning
     already says the service is not for exposure."""
     warnings = []
-    if settings.key_encryption_key is None and settings.key_encryption_key_file is None:
+    tokens = settings.tokens
+    if tokens.key_encryption_key is None and tokens.key_encryption_key_file is None:
         warnings.append(PLAIN_KEYS_WARNING)
-    if settings.dev:
+    if settings.service.dev:
         return [DEV_WARNING, *warnings]
-    listen = settings.metrics_listen()
+    listen = settings.service.metrics_listen()
     internal = listen is not None and listen[0] not in WILDCARD_HOSTS
-    if settings.metrics and settings.metrics_token is None and not internal:
+    if settings.service.metrics and settings.service.metrics_token is None and not internal:
         warnings.append(METRICS_OPEN_WARNING)
     return warnings
 
@@ -85,18 +90,16 @@ def load_settings(
 ) -> Settings:
     """Settings from defaults, file, environment and flags; the issuer follows the
     listening address unless one is configured."""
-    settings = Settings.load(
-        config, store=store, host=host, port=port, issuer=issuer, dev=dev,
+    values = config_module.read_values(
+        config, env=os.environ, store=store, host=host, port=port, issuer=issuer, dev=dev,
         log_level=log_level.upper() if log_level else None,
     )
-    if "issuer" not in settings.model_fields_set:
-        shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-        scheme = "http" if settings.dev else "https"
-        settings = Settings.load(
-            config, store=store, host=host, port=port, dev=dev,
-            log_level=log_level.upper() if log_level else None,
-            issuer=f"{scheme}://{shown}:{settings.port}",
-        )
+    settings = Settings.from_flat(**values)
+    if "issuer" not in values:
+        service = settings.service
+        shown = f"[{service.host}]" if ":" in service.host else service.host
+        scheme = "http" if service.dev else "https"
+        settings = settings.replace(issuer=f"{scheme}://{shown}:{service.port}")
     return settings
 
 
@@ -115,7 +118,8 @@ def serve_command(
     ),
     config: Path | None = ConfigOption,
     dev: bool | None = typer.Option(
-        None, "--dev/--no-dev", help="Development mode: non-Secure cookies for plain HTTP."
+        None, "--dev/--no-dev",
+        help="Development mode: non-Secure cookies for plain HTTP (off unless asked for)."
     ),
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
@@ -133,44 +137,45 @@ def serve_command(
                                  dev=dev, log_level=log_level)
     except ConfigurationError as error:
         raise fail(error.message, EXIT_USAGE) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.service.log_level)
     try:
         asyncio.run(_preflight(settings))
     except AuthstateError as error:
-        raise fail(f"cannot open the store {redact_url(settings.store)}: {error.message}") \
+        raise fail(f"cannot open the store {redact_url(settings.store.url)}: {error.message}") \
             from None
     for warning in start_warnings(settings):
         logger.warning(warning)
     logger.info("authstate serving on %s (store %s, issuer %s)",
-                f"{settings.host}:{settings.port}", redact_url(settings.store), settings.issuer)
+                f"{settings.service.host}:{settings.service.port}",
+                redact_url(settings.store.url), settings.tokens.issuer)
     app = create_app(settings=settings)
     options: dict[str, Any] = {
         "log_config": None,
-        "log_level": settings.log_level.lower(),
+        "log_level": settings.service.log_level.lower(),
         "server_header": False,
     }
-    metrics_listen = settings.metrics_listen()
+    metrics_listen = settings.service.metrics_listen()
     if metrics_listen is None:
         uvicorn.run(
             app,
-            host=settings.host,
-            port=settings.port,
-            proxy_headers=bool(settings.forwarded_allow_ips),
-            forwarded_allow_ips=settings.forwarded_allow_ips or None,
+            host=settings.service.host,
+            port=settings.service.port,
+            proxy_headers=bool(settings.service.forwarded_allow_ips),
+            forwarded_allow_ips=settings.service.forwarded_allow_ips or None,
             **options,
         )
         return
     main = uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port,
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips or None, **options,
+        app, host=settings.service.host, port=settings.service.port,
+        proxy_headers=bool(settings.service.forwarded_allow_ips),
+        forwarded_allow_ips=settings.service.forwarded_allow_ips or None, **options,
     ))
     metrics_host, metrics_port = metrics_listen
     side = _signal_free_server(uvicorn.Config(
         create_metrics_app(app), host=metrics_host, port=metrics_port, lifespan="off",
         access_log=False, **options,
     ))
-    logger.info("authstate metrics on %s only", settings.metrics_address)
+    logger.info("authstate metrics on %s only", settings.service.metrics_address)
     # uvicorn re-raises the SIGINT it shut down on; uvicorn.run swallows it the same way
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_with_metrics(main, side))

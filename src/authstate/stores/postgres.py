@@ -25,7 +25,6 @@ its ``schema_version`` table: ``MIGRATIONS[n]`` takes a schema from version ``n`
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any, LiteralString
 from urllib.parse import urlsplit
 
@@ -36,6 +35,7 @@ from authstate.errors import (
     MissingDependencyError,
     StoreUnavailable,
 )
+from authstate.stores import NAMESPACE_PATTERN
 from authstate.stores.base import (
     JSON,
     AuditRow,
@@ -56,7 +56,6 @@ try:
 except ImportError as missing:  # pragma: no cover - the dependency is declared
     raise MissingDependencyError(missing.name or "psycopg", "postgres") from missing
 
-NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 CONNECT_TIMEOUT = 3
 OPEN_TIMEOUT = 5.0
 ACQUIRE_TIMEOUT = 2.0

@@ -81,7 +81,7 @@ def create_app(state: AuthState | None = None, *, settings: Settings | None = No
         ops.router, ops.metrics_router, pages_router,
     ):
         app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=config.service.max_body_bytes)
     app.add_middleware(AuditOrigin)
     return app
 

@@ -42,7 +42,7 @@ def set_session_cookie(
         session_id,
         max_age=max_age,
         path="/",
-        secure=not settings.dev,
+        secure=not settings.service.dev,
         httponly=True,
         samesite="lax",
     )
@@ -52,7 +52,7 @@ def clear_session_cookie(response: Response, settings: Settings) -> None:
     response.delete_cookie(
         session_cookie_name(settings),
         path="/",
-        secure=not settings.dev,
+        secure=not settings.service.dev,
         httponly=True,
         samesite="lax",
     )

@@ -213,7 +213,7 @@ async def _posted(request: Request, state: AuthState) -> tuple[Visitor, dict[str
 
 
 def _login_csrf_cookie(state: AuthState) -> str:
-    return LOGIN_CSRF_COOKIE if state.settings.dev else HOST_PREFIX + LOGIN_CSRF_COOKIE
+    return LOGIN_CSRF_COOKIE if state.settings.service.dev else HOST_PREFIX + LOGIN_CSRF_COOKIE
 
 
 def _login_page(
@@ -233,7 +233,7 @@ def _login_page(
     )
     response.set_cookie(
         _login_csrf_cookie(state), token, max_age=LOGIN_CSRF_MAX_AGE, path="/",
-        secure=not state.settings.dev, httponly=True, samesite="strict",
+        secure=not state.settings.service.dev, httponly=True, samesite="strict",
     )
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -265,7 +265,7 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")[:320]
     expected = read_cookie(request, _login_csrf_cookie(state)) or ""
     given = form.get(csrf.FORM_FIELD, "")
-    if not (csrf.from_here(request, state.settings.issuer)
+    if not (csrf.from_here(request, state.settings.tokens.issuer)
             and csrf.tokens_match(given, expected)):
         return _login_page(
             request, state, next_url=next_url, email=email, status_code=403,
@@ -293,9 +293,10 @@ async def login_submit(request: Request) -> Response:
     response = _see_other(next_url)
     set_session_cookie(
         response, result.session_id, state.settings,
-        max_age=int(state.settings.session_absolute_timeout),
+        max_age=int(state.settings.sessions.absolute_timeout),
     )
-    response.delete_cookie(_login_csrf_cookie(state), path="/", secure=not state.settings.dev,
+    response.delete_cookie(_login_csrf_cookie(state), path="/",
+                           secure=not state.settings.service.dev,
                            httponly=True, samesite="strict")
     return response
 

@@ -44,7 +44,7 @@ AUTHED = problems(401, 403, 503)
     summary="Log in with email and password; sets the session cookie",
 )
 async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONResponse:
-    csrf.check_provenance(request, state.settings.issuer)
+    csrf.check_provenance(request, state.settings.tokens.issuer)
     result = await state.login(
         body.email,
         body.password,
@@ -60,7 +60,7 @@ async def login_route(body: LoginIn, request: Request, state: StateDep) -> JSONR
     response = JSONResponse(payload.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
     cookies.set_session_cookie(
         response, result.session_id, state.settings,
-        max_age=int(state.settings.session_absolute_timeout),
+        max_age=int(state.settings.sessions.absolute_timeout),
     )
     return response
 
@@ -149,7 +149,7 @@ async def change_password(
     response = Response(status_code=204)
     if changed.session_id is not None:
         cookies.set_session_cookie(response, changed.session_id, state.settings,
-                                   max_age=int(state.settings.session_absolute_timeout))
+                                   max_age=int(state.settings.sessions.absolute_timeout))
     return response
 
 

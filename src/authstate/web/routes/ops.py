@@ -4,10 +4,10 @@
 one page is the ``before`` of the next); only an admin user may read it, by session
 cookie or bearer token. ``GET /metrics`` is the Prometheus exposition of this process's
 counters; it holds counts, never identities or credentials, and answers 404 when
-``Settings.metrics`` is off. Counts still tell an outsider login failure rates and reuse
-detections, so with ``Settings.metrics_token`` set the scrape must present that token as
+``Settings.service.metrics`` is off. Counts still tell an outsider login failure rates and reuse
+detections, so with ``Settings.service.metrics_token`` set the scrape must present that token as
 ``Authorization: Bearer`` (compared in constant time) or gets a 401 with a challenge.
-With ``Settings.metrics_address`` set, ``/metrics`` lives only on that separate listener
+With ``Settings.service.metrics_address`` set, ``/metrics`` lives only on that separate listener
 (``metrics_router`` in ``web.app.create_metrics_app``) and the main port answers 404.
 """
 
@@ -110,11 +110,11 @@ async def audit_trail(
 async def metrics(request: Request, state: StateDep) -> Response:
     if state.metrics is None:
         raise Problem(404, "not_found", "metrics are switched off (AUTHSTATE_METRICS=false)")
-    if state.settings.metrics_address is not None and not getattr(
+    if state.settings.service.metrics_address is not None and not getattr(
         request.app.state, "metrics_listener", False
     ):
         raise Problem(404, "not_found", "metrics are served on AUTHSTATE_METRICS_ADDRESS")
-    required = state.settings.metrics_token
+    required = state.settings.service.metrics_token
     if required is not None:
         credentials = Credentials(request.scope)  # the one Authorization parser
         presented = credentials.bearer

@@ -30,16 +30,16 @@ def jwks_cache(max_age: int) -> dict[str, str]:
 )
 async def jwks(state: StateDep) -> JSONResponse:
     return JSONResponse(state.keys.public_jwks(),
-                        headers=jwks_cache(state.settings.jwks_max_age),
+                        headers=jwks_cache(state.settings.tokens.jwks_max_age),
                         media_type="application/jwk-set+json")
 
 
 @router.get("/oauth-authorization-server",
             summary="RFC 8414 authorization server metadata")
 async def metadata(state: StateDep) -> JSONResponse:
-    issuer = state.settings.issuer.rstrip("/")
+    issuer = state.settings.tokens.issuer.rstrip("/")
     body: dict[str, Any] = {
-        "issuer": state.settings.issuer,
+        "issuer": state.settings.tokens.issuer,
         "token_endpoint": f"{issuer}/oauth/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
