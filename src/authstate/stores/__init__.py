@@ -6,16 +6,14 @@ Backends are imported only when their scheme is asked for, so a missing driver i
 
 from __future__ import annotations
 
-import re
 
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL
-from authstate.stores.base import AuditRow, Record, Store, redact_url
+from authstate.stores.base import NAMESPACE_PATTERN, AuditRow, Record, Store, redact_url
 
-__all__ = ["SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url"]
+__all__ = ["NAMESPACE_PATTERN", "SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url"]
 
 SCHEMES = ("memory://", "sqlite:///path.db", "redis://host:port/db", "postgresql://…")
-NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
 async def open_store(

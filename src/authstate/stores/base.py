@@ -34,6 +34,9 @@ dumps = json.JSONEncoder(separators=(",", ":")).encode
 _scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
+NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
 def loads(text: str) -> Any:
     """Decode JSON that a store wrote (see ``_scan_json``)."""
     try:

@@ -35,9 +35,9 @@ from authstate.errors import (
     MissingDependencyError,
     StoreUnavailable,
 )
-from authstate.stores import NAMESPACE_PATTERN
 from authstate.stores.base import (
     JSON,
+    NAMESPACE_PATTERN,
     AuditRow,
     Record,
     check_kind_key,
