@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from authstate import introspection
-from authstate import keys as keystore
+from authstate import keystore
 from authstate.audit import AuditLog
 from authstate.bus import Bus, bus_for
 from authstate.clients import Clients
@@ -30,19 +29,20 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.identity import Identity
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
-from authstate.opaque import OpaqueTokens
-from authstate.opaque import looks_like as looks_opaque
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
-from authstate.refresh import Grant, RefreshTokens, TokenPair
 from authstate.revocation import Policies, Revocations
 from authstate.sessions import Session, SessionManager
 from authstate.stores import Store, open_store
 from authstate.throttle import LoginThrottle
+from authstate.tokens import introspection
+from authstate.tokens.access import AccessTokens
+from authstate.tokens.opaque import OpaqueTokens
+from authstate.tokens.opaque import looks_like as looks_opaque
+from authstate.tokens.refresh import Grant, RefreshTokens, TokenPair
 from authstate.users import Users
 
 logger = logging.getLogger("authstate.state")

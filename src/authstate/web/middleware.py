@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     import httpx
 
     from authstate.clock import Clock
-    from authstate.jwks import JWKSClient
+    from authstate.jose.jwks import JWKSClient
     from authstate.state import AuthState
 
 Scope = MutableMapping[str, Any]
@@ -352,11 +352,11 @@ class BearerJWT:
         client: JWKSClient | None = None,
     ) -> BearerJWT:
         """Verify with the JWK Set at ``url`` (fetched, cached and refreshed by
-        ``authstate.jwks.JWKSClient``), accepting only tokens of ``issuer`` for
+        ``authstate.jose.jwks.JWKSClient``), accepting only tokens of ``issuer`` for
         ``audience``."""
         from authstate.clock import SystemClock
-        from authstate.jwks import JWKSClient
-        from authstate.jwt import AccessTokens
+        from authstate.jose.jwks import JWKSClient
+        from authstate.tokens.access import AccessTokens
 
         clock = clock or SystemClock()
         jwks = client or JWKSClient(url, clock=clock)

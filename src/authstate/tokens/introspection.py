@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authstate import opaque, refresh
 from authstate.errors import InvalidToken
+from authstate.tokens import opaque, refresh
 
 if TYPE_CHECKING:
     from authstate.state import AuthState
