@@ -45,8 +45,8 @@ from jwcrypto import jwt as jc_jwt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from authstate.clock import SystemClock
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "api.example.com"

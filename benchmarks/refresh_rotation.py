@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from authstate.config import Settings
-from authstate.refresh import TokenPair
 from authstate.state import AuthState
 from authstate.stores import Store
+from authstate.tokens.refresh import TokenPair
 
 URLS = {
     "memory": "memory://",

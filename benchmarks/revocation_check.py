@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from authstate.bus.memory import MemoryBus
 from authstate.clock import SystemClock
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
 from authstate.revocation import Revocations
 from authstate.stores import Store, open_store
+from authstate.tokens.access import AccessTokens
 
 REDIS = "redis://127.0.0.1:6379/0"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"

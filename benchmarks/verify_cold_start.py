@@ -37,8 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from authstate.clock import SystemClock
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 ISSUER, AUDIENCE = "https://issuer.example", "api"
 

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from authstate.cli import app
 from authstate.clock import FrozenClock
-from authstate.jwt import AccessTokens, b64url_encode, sign_compact
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jws import b64url_encode, sign_compact
+from authstate.keystore import KeySet
 from authstate.lint import humanize, relative
+from authstate.tokens.access import AccessTokens
 from tests.test_vectors_jose import PUBLISHED_RANDOM_LOOKING, RFC7515, common_secrets
 
 runner = CliRunner()

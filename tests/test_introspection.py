@@ -10,10 +10,11 @@ import pytest
 from authstate.clock import FrozenClock
 from authstate.config import Settings
 from authstate.errors import InvalidGrant, InvalidToken
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.keystore import KeySet
 from authstate.state import AuthState
 from authstate.stores import Store
+from authstate.tokens.access import AccessTokens
 
 INACTIVE = {"active": False}
 

@@ -14,9 +14,11 @@ import pytest
 
 from authstate.clock import FrozenClock
 from authstate.errors import ConfigurationError, KeysUnavailable, UnknownKey
-from authstate.jwks import JWKSClient
-from authstate.jwt import AccessTokens, b64url_encode, sign_compact
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jwks import JWKSClient
+from authstate.jose.jws import b64url_encode, sign_compact
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 ISSUER, AUDIENCE = "https://auth.example", "api"
 

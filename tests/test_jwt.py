@@ -22,17 +22,16 @@ from authstate.errors import (
     UnknownKey,
     UnsupportedHeader,
 )
-from authstate.jwt import (
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jws import (
     MAX_TOKEN_BYTES,
-    AccessTokens,
-    VerifiedTokenCache,
     b64url_decode,
     b64url_encode,
-    check_times,
     sign_compact,
     verify_compact,
 )
-from authstate.keys import KeySet, SigningKey
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens, VerifiedTokenCache, check_times
 
 ISSUER = "https://auth.example"
 AUDIENCE = "api"

@@ -30,8 +30,10 @@ from authstate.errors import (
     UnsupportedHeader,
     WeakKeyError,
 )
-from authstate.jwt import AccessTokens, b64url_encode, sign_compact
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jws import b64url_encode, sign_compact
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 ISSUER, AUDIENCE = "https://auth.example", "api"
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

@@ -34,8 +34,10 @@ from authstate.errors import (
     TokenExpired,
     TokenNotYetValid,
 )
-from authstate.jwt import AccessTokens, sign_compact, verify_compact
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jws import sign_compact, verify_compact
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 from tests.test_jwt_properties import ALGS, mutations, resigned_claims
 from tests.test_vectors_jose import (
     ADVISORY,

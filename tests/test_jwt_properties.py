@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from authstate.clock import FrozenClock
 from authstate.errors import InvalidToken
-from authstate.jwt import AccessTokens, b64url_encode
-from authstate.keys import KeySet
+from authstate.jose.jws import b64url_encode
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 ISSUER, AUDIENCE = "https://auth.example", "api"
 NOW = 1_800_000_000

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from authstate import keys as keystore
+from authstate import keystore
 from authstate.clock import Clock, FrozenClock, SystemClock
 from authstate.config import Settings
 from authstate.errors import ConfigurationError, InvalidToken
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.keystore import KeySet
 from authstate.state import NO_PERSISTENCE_WARNING, AuthState
 from authstate.stores import Store, open_store
 from tests.conftest import fresh_namespace, require_service

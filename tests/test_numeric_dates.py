@@ -18,8 +18,10 @@ import pytest
 from authstate.clock import NUMERIC_DATE_MAX, FrozenClock, numeric_date
 from authstate.errors import InvalidClaim, InvalidToken, MissingClaim
 from authstate.inspection import report
-from authstate.jwt import AccessTokens, sign_compact
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.jose.jws import sign_compact
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 from authstate.web.middleware import Credentials, Introspection
 from tests.web.api import Api, running
 

@@ -8,8 +8,8 @@ import pytest
 
 from authstate.clock import FrozenClock
 from authstate.errors import InvalidInput
-from authstate.opaque import KIND, OpaqueTokens, digest, looks_like
 from authstate.stores import Store
+from authstate.tokens.opaque import KIND, OpaqueTokens, digest, looks_like
 
 
 @pytest.fixture

@@ -77,8 +77,8 @@ def test_a_jwt_verifies_on_the_core_install(core: CoreVenv) -> None:
     probe = core.script(
         "from authstate import Verifier\n"
         "from authstate.clock import SystemClock\n"
-        "from authstate.jwt import AccessTokens\n"
-        "from authstate.keys import KeySet\n"
+        "from authstate.tokens.access import AccessTokens\n"
+        "from authstate.keystore import KeySet\n"
         "keys = KeySet.generate('ES256', now=SystemClock().now())\n"
         "tokens = AccessTokens(keys, issuer='https://i', audience='a', clock=SystemClock())\n"
         "token, claims = tokens.issue('alice')\n"
@@ -95,8 +95,8 @@ def test_inspect_runs_on_the_core_install(core: CoreVenv, tmp_path: Path) -> Non
     made = core.script(
         "import json, sys\n"
         "from authstate.clock import SystemClock\n"
-        "from authstate.jwt import AccessTokens\n"
-        "from authstate.keys import KeySet\n"
+        "from authstate.tokens.access import AccessTokens\n"
+        "from authstate.keystore import KeySet\n"
         "keys = KeySet.generate('EdDSA', now=SystemClock().now())\n"
         "tokens = AccessTokens(keys, issuer='https://i', audience='a', clock=SystemClock())\n"
         f"open({str(tmp_path / 'jwks.json')!r}, 'w').write(json.dumps(keys.public_jwks()))\n"

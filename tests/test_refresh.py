@@ -11,8 +11,8 @@ import pytest
 from authstate.audit import AuditLog
 from authstate.clock import FrozenClock
 from authstate.errors import InvalidGrant, RefreshReused
-from authstate.refresh import FAMILY, KIND, Grant, RefreshTokens, TokenPair, digest
 from authstate.stores import Store
+from authstate.tokens.refresh import FAMILY, KIND, Grant, RefreshTokens, TokenPair, digest
 
 TTL, FAMILY_TTL, GRACE = 1000, 2500, 10
 

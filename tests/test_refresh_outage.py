@@ -9,8 +9,8 @@ import pytest
 
 from authstate.clock import FrozenClock
 from authstate.errors import StoreUnavailable
-from authstate.refresh import KIND, Grant, RefreshTokens
 from authstate.stores import Store, open_store
+from authstate.tokens.refresh import KIND, Grant, RefreshTokens
 from tests.support import RedisServer
 
 pytestmark = pytest.mark.usefixtures("redis_server")

@@ -101,10 +101,10 @@ async def test_the_wiring_is_explicit_at_construction(clock: FrozenClock) -> Non
     """Without AuthState: the revocation copy is given the cache it evicts from, and the
     access tokens the copy they check against; nothing is attached afterwards."""
     from authstate.bus.memory import MemoryBus
-    from authstate.jwt import AccessTokens, VerifiedTokenCache
-    from authstate.keys import KeySet
+    from authstate.keystore import KeySet
     from authstate.revocation import Revocations
     from authstate.stores import open_store
+    from authstate.tokens.access import AccessTokens, VerifiedTokenCache
 
     store = await open_store("memory://", clock=clock)
     cache = VerifiedTokenCache()

@@ -27,8 +27,11 @@ from authstate.errors import (
     UnusableKey,
     WeakKeyError,
 )
-from authstate.jwt import check_times, sign_compact, verify_compact
-from authstate.keys import KeySet, SigningKey, thumbprint, weak_secret_reason
+from authstate.jose.jwk import SigningKey, thumbprint
+from authstate.jose.jws import sign_compact, verify_compact
+from authstate.jose.weakkeys import weak_secret_reason
+from authstate.keystore import KeySet
+from authstate.tokens.access import check_times
 from tests.conftest import VECTORS
 
 
@@ -345,7 +348,7 @@ def test_every_common_secret_is_flagged() -> None:
 def test_the_shipped_list_is_not_the_gpl_list() -> None:
     """The package ships its own short list; beyond everyday words it shares only
     jwt.io's default secrets, which everyone's list has."""
-    import authstate.keys as module
+    import authstate.jose.weakkeys as module
 
     shipped = set(module.COMMON_SECRETS)  # the list itself, not its module's prose
     overlap = {w for w in common_secrets() if len(w) > 12 and w in shipped}

@@ -17,8 +17,9 @@ from authstate.errors import (
     TokenExpired,
     UnusableKey,
 )
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 from authstate.verifier import Verifier
 from tests.test_jwks import IssuerServer
 

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
     from authstate.clock import Clock
     from authstate.config import Settings
-    from authstate.jwks import JWKSClient
+    from authstate.jose.jwks import JWKSClient
     from authstate.state import AuthState
 
 Failure = Literal["invalid_token", "csrf_failed", "unavailable"]
@@ -343,11 +343,11 @@ class BearerJWT:
         client: JWKSClient | None = None,
     ) -> BearerJWT:
         """Verify with the JWK Set at ``url`` (fetched, cached and refreshed by
-        ``authstate.jwks.JWKSClient``), accepting only tokens of ``issuer`` for
+        ``authstate.jose.jwks.JWKSClient``), accepting only tokens of ``issuer`` for
         ``audience``."""
         from authstate.clock import SystemClock
-        from authstate.jwks import JWKSClient
-        from authstate.jwt import AccessTokens
+        from authstate.jose.jwks import JWKSClient
+        from authstate.tokens.access import AccessTokens
 
         clock = clock or SystemClock()
         jwks = client or JWKSClient(url, clock=clock)

@@ -13,7 +13,7 @@ this one stays short so that every inspection can afford it.
 
 from __future__ import annotations
 
-from authstate.keys import COMMON_SECRETS
+from authstate.jose.weakkeys import COMMON_SECRETS
 
 _DEFAULTS = (
     # jwt.io debugger and tutorials

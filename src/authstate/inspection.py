@@ -29,8 +29,8 @@ from typing import Any
 from authstate.clock import NUMERIC_DATE_MAX
 from authstate.errors import AuthstateError, InvalidToken
 from authstate.guessable_secrets import GUESSABLE_SECRETS
-from authstate.jwt import b64url_decode, verify_compact
-from authstate.keys import KeySet
+from authstate.jose.jws import b64url_decode, verify_compact
+from authstate.keystore import KeySet
 from authstate.lint import Finding, lint, relative
 
 INSPECT_MAX_BYTES = 64 * 1024  # inspect reads more than verify accepts, to explain why

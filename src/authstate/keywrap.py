@@ -15,8 +15,6 @@ fingerprint (SHA-256 of the KEK, truncated), never by the KEK itself.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -27,7 +25,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from authstate.errors import ConfigurationError, UnusableKey
+from authstate.errors import ConfigurationError, MalformedToken, UnusableKey
+from authstate.jose.jws import b64url_decode, b64url_encode
 
 KEK_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the GCM nonce size NIST SP 800-38D recommends
@@ -35,11 +34,14 @@ SEALED_ALG = "A256GCM"
 
 
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """base64url through authstate's one codec (``jose.jws``); trailing ``=`` padding is
+    tolerated, as the KEK setting documents. ``MalformedToken`` or ``ValueError`` (not
+    ASCII) when it is not base64url."""
+    return b64url_decode(text.rstrip("=").encode("ascii"), "value")
 
 
 def fingerprint(kek: bytes) -> str:
@@ -77,7 +79,7 @@ class KeyWrap:
                 continue
             try:
                 keks.append(_unb64(part))
-            except (binascii.Error, ValueError):
+            except (MalformedToken, ValueError):
                 raise ConfigurationError("a key-encryption key is not valid base64url") \
                     from None
         return cls(keks)
@@ -113,7 +115,7 @@ class KeyWrap:
             )
         try:
             plain = aead.decrypt(_unb64(str(sealed["iv"])), _unb64(str(sealed["ct"])), aad)
-        except (InvalidTag, KeyError, ValueError, binascii.Error):
+        except (InvalidTag, KeyError, ValueError, MalformedToken):
             raise UnusableKey("a stored sealed key does not open (altered or moved)") from None
         jwk = json.loads(plain)
         if not isinstance(jwk, dict):

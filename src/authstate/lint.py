@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from authstate.keys import weak_secret_reason
+from authstate.jose.weakkeys import weak_secret_reason
 
 Severity = Literal["error", "warning", "info"]
 

@@ -48,7 +48,7 @@ from authstate.outage import OutageLog
 from authstate.stores.base import Record, Store
 
 if TYPE_CHECKING:
-    from authstate.jwt import VerifiedTokenCache
+    from authstate.tokens.access import VerifiedTokenCache
 
 logger = logging.getLogger("authstate.revocation")
 

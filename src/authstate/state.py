@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from authstate import csrf, introspection
-from authstate import keys as keystore
+from authstate import csrf, keystore
 from authstate.audit import AuditLog
 from authstate.bus import Bus, bus_for
 from authstate.cleanup import BATCH, CleanupReport, Sweeper, cleanup_once
@@ -39,19 +38,20 @@ from authstate.errors import (
     StoreUnavailable,
 )
 from authstate.identity import Identity
-from authstate.jwt import AccessTokens, VerifiedTokenCache
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
-from authstate.opaque import OpaqueTokens
-from authstate.opaque import looks_like as looks_opaque
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
-from authstate.refresh import Grant, RefreshTokens, TokenPair
 from authstate.revocation import Policies, Revocations
 from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
 from authstate.stores import Store, open_store
 from authstate.throttle import LoginThrottle
+from authstate.tokens import introspection
+from authstate.tokens.access import AccessTokens, VerifiedTokenCache
+from authstate.tokens.opaque import OpaqueTokens
+from authstate.tokens.opaque import looks_like as looks_opaque
+from authstate.tokens.refresh import Grant, RefreshTokens, TokenPair
 from authstate.users import User, Users
 
 HEX = frozenset("0123456789abcdef")
@@ -473,7 +473,7 @@ class AuthState:
 
     async def refresh_tokens(self, refresh_token: object) -> TokenPair:
         """Rotate a refresh token (``InvalidGrant``, ``RefreshReused`` or
-        ``StoreUnavailable`` otherwise; see ``authstate.refresh``)."""
+        ``StoreUnavailable`` otherwise; see ``authstate.tokens.refresh``)."""
         return await self.refresh.rotate(refresh_token)
 
     @timed_verify("jwt")

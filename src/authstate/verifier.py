@@ -1,9 +1,10 @@
 """Verify another service's access tokens, and nothing else: for a function or an edge worker.
 
 A Lambda or a worker that only checks tokens should not pay, at every cold start, for
-what it never runs. This module imports the JOSE layer only (``keys``, ``jwt``, ``clock``,
-``errors``): no store backend, no web framework, no database driver, no settings. With a
-JWKS URL the JWKS client (httpx) is imported when the verifier is built, not before.
+what it never runs. This module imports the JOSE layer only (``jose``, the in-memory
+``keystore.KeySet``, ``tokens.access``, ``clock``, ``errors``): no store backend, no
+web framework, no database driver, no settings. With a JWKS URL the JWKS client (httpx)
+is imported when the verifier is built, not before.
 ``benchmarks/verify_cold_start.py`` measures the import and the first verification, and
 ``tests/test_verifier.py`` holds the import list.
 
@@ -22,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from authstate.clock import LEEWAY_DEFAULT, Clock, SystemClock
 from authstate.errors import ConfigurationError
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 if TYPE_CHECKING:
-    from authstate.jwks import JWKSClient
+    from authstate.jose.jwks import JWKSClient
 
 __all__ = ["Verifier"]
 
@@ -85,8 +86,8 @@ class Verifier:
         allow_http: bool = False,
     ) -> Verifier:
         """Verify with the JWK Set at ``url`` (https, or http on loopback or with
-        ``allow_http``), through ``authstate.jwks.JWKSClient``."""
-        from authstate.jwks import JWKSClient
+        ``allow_http``), through ``authstate.jose.jwks.JWKSClient``."""
+        from authstate.jose.jwks import JWKSClient
 
         clock = clock or SystemClock()
         client = JWKSClient(url, clock=clock, allow_http=allow_http)

@@ -282,7 +282,7 @@ async def test_token_inspector_shows_a_jwe_header_and_escapes_hostile_claims(api
     header shown), and bidi or control characters in claims are shown as escapes."""
     import json
 
-    from authstate.jwt import b64url_encode
+    from authstate.jose.jws import b64url_encode
 
     def part(value: object) -> str:
         return b64url_encode(json.dumps(value).encode()).decode()

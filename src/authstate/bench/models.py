@@ -205,8 +205,8 @@ class BearerModel:
 
     async def state_bytes(self, credential: str) -> tuple[int, int | None]:
         if self.opaque:
-            from authstate.opaque import KIND as OPAQUE_KIND
-            from authstate.opaque import digest as opaque_digest
+            from authstate.tokens.opaque import KIND as OPAQUE_KIND
+            from authstate.tokens.opaque import digest as opaque_digest
 
             key = opaque_digest(credential)
             record = await self.state.store.get(OPAQUE_KIND, key)

@@ -30,7 +30,9 @@ from authstate.inspection import (
     jwe_header,
     report,
 )
-from authstate.keys import ALGORITHMS, KeySet, SigningKey
+from authstate.jose.algorithms import ALGORITHMS
+from authstate.jose.jwk import SigningKey
+from authstate.keystore import KeySet
 
 try:  # Typer 0.24+ carries its own copy of Click, whose errors are not click's
     from typer._click.core import Context

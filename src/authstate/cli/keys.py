@@ -15,8 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.table import Table
 
-from authstate import keys as keystore
-from authstate import keywrap
+from authstate import keystore, keywrap
 from authstate.audit import AuditLog
 from authstate.cli.runner import (
     EXIT_USAGE,
@@ -31,7 +30,8 @@ from authstate.cli.runner import (
 from authstate.clock import SystemClock
 from authstate.config import Settings, load_settings
 from authstate.errors import ConfigurationError
-from authstate.keys import ALGORITHMS, SigningKey
+from authstate.jose.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from authstate.jose.jwk import SigningKey
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
 
@@ -99,7 +99,7 @@ def generate(
     """Create the store's first signing key (or a key file with --out)."""
     _check_alg(alg)
     if out is not None:
-        key = SigningKey.generate(alg or keystore.DEFAULT_ALGORITHM,
+        key = SigningKey.generate(alg or DEFAULT_ALGORITHM,
                                   now=SystemClock().now())
         if pem and key.symmetric:
             raise fail("an HMAC secret has no PEM form; omit --pem", EXIT_USAGE)

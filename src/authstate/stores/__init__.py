@@ -6,12 +6,13 @@ Backends are imported only when their scheme is asked for, so a missing driver i
 
 from __future__ import annotations
 
-
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidStoreURL
 from authstate.stores.base import NAMESPACE_PATTERN, AuditRow, Record, Store, redact_url
 
-__all__ = ["NAMESPACE_PATTERN", "SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url"]
+__all__ = [
+    "NAMESPACE_PATTERN", "SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url",
+]
 
 SCHEMES = ("memory://", "sqlite:///path.db", "redis://host:port/db", "postgresql://…")
 

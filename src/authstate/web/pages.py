@@ -40,9 +40,9 @@ from authstate.errors import (
     StoreUnavailable,
     Throttled,
 )
-from authstate.opaque import looks_like as looks_opaque
 from authstate.sessions import Session
 from authstate.state import AuthState
+from authstate.tokens.opaque import looks_like as looks_opaque
 from authstate.users import User
 from authstate.web import csrf
 from authstate.web.caller import check_csrf, client_ip, get_state, session_identity, user_agent

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from authstate import opaque, refresh
 from authstate.errors import InvalidToken
+from authstate.tokens import opaque, refresh
 
 if TYPE_CHECKING:
     from authstate.audit import AuditLog
     from authstate.config import Settings
-    from authstate.jwt import AccessTokens
     from authstate.revocation import Revocations
+    from authstate.tokens.access import AccessTokens
 
 
 class AuthState(Protocol):

@@ -28,7 +28,6 @@ token still works once the store is back unless the rotation had committed.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import secrets
@@ -43,7 +42,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from authstate.audit import AuditLog
 from authstate.clock import Clock, SystemClock
-from authstate.errors import InvalidGrant, RefreshReused
+from authstate.errors import InvalidGrant, MalformedToken, RefreshReused
+from authstate.jose.jws import b64url_decode, b64url_encode
 from authstate.randomtoken import PrefixedToken
 from authstate.randomtoken import digest as digest  # re-exported: the stored form
 from authstate.stores.base import JSON, Record, Store
@@ -312,16 +312,17 @@ def _seal(token: str, key: str, pair: TokenPair) -> str:
         separators=(",", ":"),
     ).encode()
     sealed = _key(token).encrypt(nonce, plain, key.encode("ascii"))
-    return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+    return b64url_encode(nonce + sealed).decode("ascii")
 
 
 def _open(token: str, key: str, blob: Any) -> TokenPair | None:
     if not isinstance(blob, str):
         return None
     try:
-        raw = base64.urlsafe_b64decode(blob.encode("ascii"))
+        # padding tolerated: pairs sealed before the one codec was used here carry it
+        raw = b64url_decode(blob.rstrip("=").encode("ascii"), "sealed pair")
         plain = _key(token).decrypt(raw[:12], raw[12:], key.encode("ascii"))
         access, refresh, exp, refresh_exp, scope = json.loads(plain)
-    except (InvalidTag, ValueError):  # tampered, truncated or not base64 (binascii.Error)
+    except (InvalidTag, ValueError, MalformedToken):  # tampered, truncated, not base64url
         return None
     return TokenPair(access, refresh, float(exp), float(refresh_exp), tuple(scope))

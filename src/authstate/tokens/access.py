@@ -1,17 +1,9 @@
-"""Access tokens: compact JWS with minimal claims, verified strictly and fast.
+"""Access tokens: compact JWS with minimal claims, issued and verified strictly and fast.
 
-Verification is staged, each stage with its own error: the size cap before anything
-(8 KiB, no parsing of attacker-sized input), then the structure (exactly three parts,
-strict base64url: no padding, no foreign characters, no stray trailing bits), then the
-header (``alg: none`` in any spelling, ``jku``/``x5u``/``x5c``/``jwk`` and any ``crit``
-refused; the key found by ``kid``; the header's ``alg`` must equal that key's), then
-the signature with the key's prepared verifier, and only then the claims (``exp``,
-``iss``, ``aud``, ``sub``, ``jti`` required; ``nbf``/``iat`` honoured; a bounded leeway).
-
-This parser is authstate's own so that the per-request cost stays near the bare
-``cryptography`` call (see ``benchmarks/jwt_verify.py``); PyJWT signs nothing here but is
-the reference it is held to: tests/test_jwt_differential.py runs both over every public
-vector and over mutated tokens and requires the same verdict and the same claims.
+The JWS layer (size cap, strict structure, header policy, the key by ``kid``, the
+signature) is ``authstate.jose.jws``; this module is what sits on it: the claims
+(``exp``, ``iss``, ``aud``, ``sub``, ``jti`` required; ``nbf``/``iat`` honoured; a
+bounded leeway), the ``at+jwt`` type, and issuing.
 
 A token verified once is remembered (``VerifiedTokenCache``, keyed by its SHA-256) until
 its ``exp``, so the common case of one token serving many requests skips the crypto.
@@ -19,204 +11,47 @@ its ``exp``, so the common case of one token serving many requests skips the cry
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
 import math
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from authstate.clock import LEEWAY_DEFAULT, LEEWAY_MAX, Clock, numeric_date
 from authstate.errors import (
-    AlgorithmNotAllowed,
-    BadSignature,
     ConfigurationError,
     InvalidAudience,
     InvalidInput,
     InvalidIssuer,
-    MalformedToken,
     MissingClaim,
     TokenExpired,
     TokenNotYetValid,
-    TokenTooLarge,
     UnsupportedHeader,
 )
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jws import (
+    MAX_TOKEN_BYTES,
+    CompactVerifier,
+    b64url_encode,
+    json_object,
+    token_bytes,
+)
 
-MAX_TOKEN_BYTES = 8192  # checked before any parsing or crypto
+if TYPE_CHECKING:
+    from authstate.jose.jwk import SigningKey
+    from authstate.keystore import KeySet
+
 TTL_DEFAULT = 600  # 10 minutes
 TTL_LONG = 3600  # beyond this a lifetime needs allow_long_lifetime=True
 TOKEN_TYPE = "at+jwt"  # noqa: S105 -- RFC 9068 §2.1: explicit typing of access tokens
 CACHE_SIZE = 10_000
-HEADER_CACHE_SIZE = 256
 
-NEVER_TRUSTED_HEADERS = ("jku", "x5u", "x5c", "jwk")  # RFC 8725 §3.10: keys come from us
 REGISTERED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 RESERVED_CLAIMS = REGISTERED_CLAIMS | {"sid", "scope", "ver"}
 REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub", "jti")
 
-_STRICT_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")  # '!' is refused by strict mode
-_CANONICAL_LAST_2 = frozenset(b"AQgw")  # 2 chars left over: the low 4 bits must be zero
-_CANONICAL_LAST_3 = frozenset(b"AEIMQUYcgkosw048")  # 3 left over: the low 2 bits
-_a2b = binascii.a2b_base64
-_b2a = binascii.b2a_base64
 _sha256 = hashlib.sha256
-_loads = json.loads
-
-
-def b64url_decode(segment: bytes, part: str = "segment") -> bytes:
-    """Strict base64url (RFC 7515 §2): the URL-safe alphabet only, no padding, and the
-    unused bits of the last character zero, so each byte string has one encoding."""
-    left = len(segment) & 3
-    standard = segment.translate(_STRICT_ALPHABET)
-    if left == 2:
-        if segment[-1] not in _CANONICAL_LAST_2:
-            raise MalformedToken(f"the {part} is not canonical base64url")
-        standard += b"=="
-    elif left == 3:
-        if segment[-1] not in _CANONICAL_LAST_3:
-            raise MalformedToken(f"the {part} is not canonical base64url")
-        standard += b"="
-    elif left == 1:
-        raise MalformedToken(f"the {part} has an impossible base64url length")
-    try:
-        return _a2b(standard, strict_mode=True)
-    except binascii.Error:
-        raise MalformedToken(f"the {part} is not valid base64url") from None
-
-
-def b64url_encode(data: bytes) -> bytes:
-    return _b2a(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
-
-
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def token_bytes(token: str | bytes) -> bytes:
-    """The token as ASCII bytes, with the size cap applied first."""
-    if isinstance(token, str):
-        if len(token) > MAX_TOKEN_BYTES:
-            raise TokenTooLarge(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
-        try:
-            return token.encode("ascii")
-        except UnicodeEncodeError:
-            raise MalformedToken("the token contains non-ASCII characters") from None
-    if isinstance(token, (bytes, bytearray, memoryview)):
-        if len(token) > MAX_TOKEN_BYTES:
-            raise TokenTooLarge(f"the token is longer than {MAX_TOKEN_BYTES} bytes")
-        return bytes(token)
-    raise MalformedToken("a token is a string")
-
-
-def json_object(data: bytes, part: str) -> dict[str, Any]:
-    try:
-        value = _loads(data)
-    except (ValueError, RecursionError):
-        raise MalformedToken(f"the {part} is not valid JSON") from None
-    if type(value) is not dict:
-        raise MalformedToken(f"the {part} is not a JSON object")
-    return value
-
-
-def key_for_header(header: Mapping[str, Any], keys: KeySet) -> SigningKey:
-    """The key this header's token must verify under, or the reason it has none.
-
-    The algorithm is the key's; the header's ``alg`` is only checked against it.
-    """
-    alg = header.get("alg")
-    if type(alg) is not str:
-        raise AlgorithmNotAllowed("the token header names no algorithm")
-    if alg.lower() == "none":
-        raise AlgorithmNotAllowed("unsigned tokens (alg none) are never accepted")
-    for name in NEVER_TRUSTED_HEADERS:
-        if name in header:
-            raise UnsupportedHeader(f"the {name} header is never trusted")
-    if "crit" in header:
-        raise UnsupportedHeader("critical header extensions (crit) are not supported")
-    if "b64" in header and header["b64"] is not True:
-        raise UnsupportedHeader("unencoded payloads (b64) are not supported")
-    kid = header.get("kid")
-    if kid is not None and type(kid) is not str:
-        raise MalformedToken("the kid header must be a string")
-    key = keys.select(kid)
-    if alg != key.alg:
-        raise AlgorithmNotAllowed("the token's alg is not the algorithm of its key")
-    return key
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedJWS:
-    """A compact JWS whose signature verified. ``header`` is shared; do not mutate it."""
-
-    header: Mapping[str, Any]
-    payload: bytes
-    key: SigningKey
-
-
-class CompactVerifier:
-    """The JWS layer: structure, header policy and signature, for one key set.
-
-    Resolving a header to its key is remembered per distinct header segment (a service
-    sees a handful), and forgotten whenever the key set changes.
-    """
-
-    __slots__ = ("_headers", "_version", "keys")
-
-    def __init__(self, keys: KeySet) -> None:
-        self.keys = keys
-        self._headers: dict[bytes, tuple[Mapping[str, Any], SigningKey]] = {}
-        self._version = keys.version
-
-    def verify(self, token: str | bytes) -> VerifiedJWS:
-        return VerifiedJWS(*self.verify_bytes(token_bytes(token)))
-
-    def verify_bytes(self, raw: bytes) -> tuple[Mapping[str, Any], bytes, SigningKey]:
-        """(header, payload, key) of a verified token; the hot path's form."""
-        parts = raw.split(b".")
-        if len(parts) != 3:
-            raise MalformedToken(
-                f"a compact JWS has 3 dot-separated parts; this token has {len(parts)}"
-            )
-        header_seg, payload_seg, signature_seg = parts
-        if self._version != self.keys.version:
-            self._headers.clear()
-            self._version = self.keys.version
-        resolved = self._headers.get(header_seg)
-        if resolved is None:
-            parsed = json_object(b64url_decode(header_seg, "header"), "header")
-            resolved = (parsed, key_for_header(parsed, self.keys))
-            if len(self._headers) >= HEADER_CACHE_SIZE:
-                self._headers.clear()
-            self._headers[header_seg] = resolved
-        header, key = resolved
-        signature = b64url_decode(signature_seg, "signature")
-        if not key.verify_signature(raw[: len(header_seg) + 1 + len(payload_seg)], signature):
-            raise BadSignature("the token's signature does not verify")
-        return header, b64url_decode(payload_seg, "payload"), key
-
-
-def verify_compact(token: str | bytes, keys: KeySet) -> VerifiedJWS:
-    """Verify one compact JWS against ``keys`` (no claims checks: the JWS layer only)."""
-    return CompactVerifier(keys).verify(token)
-
-
-def sign_compact(key: SigningKey, header: Mapping[str, Any], payload: bytes) -> str:
-    """A compact JWS of ``payload`` by ``key``; the header's ``alg`` is set from the key."""
-    if key.create_signature is None:
-        raise ConfigurationError(f"key {key.kid} cannot sign (no private part)")
-    protected = dict(header)
-    protected["alg"] = key.alg
-    signing_input = (
-        b64url_encode(json.dumps(protected, separators=(",", ":")).encode("utf-8"))
-        + b"."
-        + b64url_encode(payload)
-    )
-    return (signing_input + b"." + b64url_encode(key.create_signature(signing_input))).decode(
-        "ascii"
-    )
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> int:

@@ -31,8 +31,9 @@ from authstate.errors import (
     UnusableKey,
     WeakKeyError,
 )
-from authstate.jwt import AccessTokens
-from authstate.keys import KeySet, SigningKey
+from authstate.jose.jwk import SigningKey
+from authstate.keystore import KeySet
+from authstate.tokens.access import AccessTokens
 
 logger = logging.getLogger("authstate.jwks")
 
