@@ -18,13 +18,13 @@ from typing import Any, cast
 import pytest
 
 from authstate import csrf
-from authstate import refresh as refresh_module
 from authstate import sessions as sessions_module
 from authstate.audit import AuditEvent
 from authstate.clock import FrozenClock
 from authstate.errors import AuthenticationFailed, InvalidGrant, InvalidToken, Throttled
 from authstate.state import AuthState
 from authstate.stores import Store
+from authstate.tokens import refresh as refresh_module
 from tests.web.api import PASSWORD, api_settings
 
 NEW_PASSWORD = "a brand new passphrase for gina"
