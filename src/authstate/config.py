@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # How long a spent refresh token is remembered to detect its reuse (see README).
     refresh_reuse_window: int = Field(REUSE_WINDOW, ge=60)
 
+    # OAuth: the legacy password grant (RFC 9700 §2.4 says MUST NOT); false leaves the
+    # authorization code flow only
+    password_grant: bool = True
+
     # sessions
     session_idle_timeout: int = Field(30 * 60, ge=60)
     session_absolute_timeout: int = Field(12 * 3600, ge=60)

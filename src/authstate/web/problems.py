@@ -27,7 +27,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authstate import errors
-from authstate.web.middleware import PROBLEM_JSON, PROBLEM_TYPE, RETRY_AFTER, bearer_challenge
+from authstate.web.middleware import (
+    PROBLEM_JSON,
+    PROBLEM_TYPE,
+    REALM,
+    RETRY_AFTER,
+    bearer_challenge,
+)
 
 logger = logging.getLogger("authstate.web")
 
@@ -45,6 +51,8 @@ STATUS: dict[str, int] = {
     errors.SessionNotFound.code: 401,
     errors.InvalidToken.code: 401,
     errors.InvalidGrant.code: 400,
+    errors.OAuthRefused.code: 400,
+    errors.InvalidClient.code: 401,
     errors.AuthenticationFailed.code: 401,
     errors.Throttled.code: 429,
     errors.Conflict.code: 409,
@@ -191,6 +199,11 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
     if _is_oauth(request):
         if isinstance(exc, errors.InvalidGrant):
             return oauth_response("invalid_grant", "the grant is invalid, expired or revoked")
+        if isinstance(exc, errors.InvalidClient):  # RFC 6749 §5.2: 401 + the scheme used
+            return oauth_response(exc.code, exc.message, status=401,
+                                  headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        if isinstance(exc, errors.OAuthRefused):
+            return oauth_response(exc.code, exc.message)
         if isinstance(exc, errors.Throttled):
             # RFC 6749 §5.2 has no code for "too many attempts" (``slow_down`` belongs to the
             # device flow, RFC 8628 §3.5): the status and Retry-After carry the meaning.
