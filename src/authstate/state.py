@@ -466,8 +466,7 @@ class AuthState:
             backchannel_logout_uri=backchannel_logout_uri,
         )
         await self.audit.record("client_created", actor="system",
-                                detail={"client_id": client.id, "name": client.name,
-                                        "public": client.public})
+                                detail={"client_id": client.id, "name": client.name})
         return client, secret
 
     async def remove_client(self, client_id: str) -> Client | None:

@@ -58,6 +58,7 @@ LOGIN_CSRF_MAX_AGE = 3600
 FORM_FIELD_MAX = 4096
 TOKEN_FIELD_MAX = 16384
 DEFAULT_NEXT = "/account"
+NEXT_MAX = 4096  # room for an /oauth/authorize request to come back to
 LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 HEADERS = {
@@ -118,6 +119,9 @@ def _render(
     return response
 
 
+render_page = _render  # for the other page routes (``routes/authorize.py``)
+
+
 def _unavailable(request: Request) -> HTMLResponse:
     """The 503 page: no ``Set-Cookie`` at all, so the session cookie stays as it was."""
     response = _render(
@@ -143,7 +147,7 @@ def _safe_next(value: object) -> str:
         or not value.startswith("/")
         or value.startswith("//")
         or "\\" in value
-        or len(value) > 512
+        or len(value) > NEXT_MAX
         or any(ord(c) < 0x21 for c in value)
     ):
         return DEFAULT_NEXT
@@ -177,6 +181,9 @@ async def _visitor(request: Request, state: AuthState) -> Visitor | None:
     session_id, session, identity = by_cookie
     user = await state.users.get(identity.user_id)
     return Visitor(session_id, session, user) if user is not None else None
+
+
+visitor_of = _visitor  # for the other page routes (``routes/authorize.py``)
 
 
 async def _form(request: Request) -> dict[str, str]:
