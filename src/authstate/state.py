@@ -549,9 +549,10 @@ class AuthState:
                                                client_id=client.id, family=family)
         claims = self.tokens.verify(pair.access_token)
         issued = {"family": family, "jti": claims["jti"], "exp": float(claims["exp"])}
-        if not await self.codes.issued(redeemed.key, **issued):  # a reuse raced us
+        if not await self.codes.issued(redeemed.key, **issued):
+            # a second use came before these were noted: the answer still goes out (this
+            # call did win the code), but what it carries is revoked, as for any reuse
             await self._revoke_code_tokens(issued)
-            raise InvalidGrant("the authorization code was already used")
         return pair
 
     async def _revoke_code_tokens(self, given: Mapping[str, Any]) -> None:
