@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from fastapi import Depends, FastAPI
-import httpx
 
 from authstate.web.dependencies import CurrentIdentity, require_scopes
 from authstate.web.middleware import AuthMiddleware, BearerJWT
