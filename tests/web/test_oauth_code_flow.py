@@ -48,6 +48,8 @@ async def browser_authorizes(api: Api, url: str) -> str:
     assert login_url.startswith("/login?next=%2Foauth%2Fauthorize") or login_url.startswith("/login?next=/oauth/authorize")
     page = await browser.get(login_url)
     assert page.status_code == 200
+    # the login form's redirects end at the app: CSP form-action must allow its origin
+    assert "form-action 'self' https://app.example;" in page.headers["content-security-policy"]
     csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     next_url = page.text.split('name="next" value="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
     assert next_url.startswith("/oauth/authorize?")

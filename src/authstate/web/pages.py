@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -245,7 +245,33 @@ def _login_page(
     )
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    allow_form_target(response, _app_origin(next_url))
     return response
+
+
+def allow_form_target(response: Response, origin: str | None) -> None:
+    """Let this page's form end, through redirects, at ``origin``: CSP ``form-action``
+    also covers the redirects after a form is sent, so a login or consent that goes
+    back to an app would be blocked by ``form-action 'self'`` alone."""
+    if origin is not None:
+        response.headers["Content-Security-Policy"] = HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {origin}"
+        )
+
+
+def _app_origin(next_url: str) -> str | None:
+    """The origin of the app an ``/oauth/authorize`` request would go back to. Whether
+    it is registered is for ``/oauth/authorize`` to decide: an unregistered one is never
+    redirected to, so allowing it here opens nothing."""
+    path, _, query = next_url.partition("?")
+    if path != "/oauth/authorize":
+        return None
+    target = parse_qs(query).get("redirect_uri", [""])[0]
+    origin = csrf.origin_of(target)
+    if origin is None or not origin.startswith(("https://", "http://")) or "'" in origin \
+            or ";" in origin or " " in origin or "," in origin:
+        return None
+    return origin
 
 
 @router.get("/", response_class=HTMLResponse)

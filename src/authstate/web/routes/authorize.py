@@ -28,7 +28,14 @@ from authstate.state import AuthState
 from authstate.web import csrf
 from authstate.web.bodies import repeated_names
 from authstate.web.caller import get_state
-from authstate.web.pages import HEADERS, PageRoute, Visitor, render_page, visitor_of
+from authstate.web.pages import (
+    HEADERS,
+    PageRoute,
+    Visitor,
+    allow_form_target,
+    render_page,
+    visitor_of,
+)
 from authstate.web.problems import Problem
 
 router = APIRouter(prefix="/oauth", include_in_schema=False, route_class=PageRoute)
@@ -116,11 +123,7 @@ def _consent(
          "scopes": checked.scope, "redirect_host": target.netloc,
          "params": [(name, params[name]) for name in PARAMS if name in params]},
     )
-    # the form's answer redirects to the app: CSP form-action covers redirects too
-    origin = f"{target.scheme}://{target.netloc}"
-    response.headers["Content-Security-Policy"] = HEADERS["Content-Security-Policy"].replace(
-        "form-action 'self'", f"form-action 'self' {origin}"
-    )
+    allow_form_target(response, f"{target.scheme}://{target.netloc}")  # back to the app
     return response
 
 
