@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from authstate.clock import FrozenClock
 from tests.web.api import Api, running
@@ -193,3 +195,31 @@ async def test_password_grant_can_be_switched_off() -> None:
         assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
         meta = (await api.client.get("/.well-known/oauth-authorization-server")).json()
         assert "password" not in meta["grant_types_supported"]
+
+
+NAMES = ["response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
+         "code_challenge_method", "nonce", "grant_type", "code", "code_verifier",
+         "refresh_token", "client_secret", "username", "password"]
+VALUES = st.one_of(
+    st.sampled_from(["code", "token", "S256", "plain", "authorization_code", "refresh_token",
+                     "password", REDIRECT, "https://evil.example/", "c_AAAAAAAAAAAAAAAA",
+                     "ac_" + "A" * 43, "rt_" + "A" * 43, "orders:read", ""]),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.lists(st.tuples(st.sampled_from(NAMES), VALUES), max_size=8))
+async def test_no_input_makes_a_500(api: Api, params: list[tuple[str, str]]) -> None:
+    """Random, repeated and malformed parameters: a page, a redirect or an RFC 6749
+    error, never a 500 (the transport raises on an app exception)."""
+    page = await api.client.get("/oauth/authorize?" + urlencode(params))
+    assert page.status_code in (200, 302, 303, 400), page.text
+    token = await api.client.post(
+        "/oauth/token", content=urlencode(params),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert token.status_code in (200, 400, 401, 429), token.text
+    if token.status_code != 200:
+        assert token.json()["error"] in {
+            "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+            "unsupported_grant_type", "invalid_scope"}
