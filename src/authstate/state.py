@@ -544,6 +544,10 @@ class AuthState:
             await self.audit.record("authorization_code_reused", user_id=grant.user_id,
                                     detail={"client_id": client.id})
             raise InvalidGrant("the authorization code was already used")
+        if not any(s.sid == grant.sid for s in await self.sessions.for_user(grant.user_id)):
+            # the login behind the code ended (logout, revoke, password change) since:
+            # a family started now would outlive the session that was meant to end it
+            raise InvalidGrant("the session that authorized the code has ended")
         family = secrets.token_urlsafe(16)
         pair = await self.refresh.start_family(grant.user_id, grant.sid, grant.scope,
                                                client_id=client.id, family=family)

@@ -136,6 +136,13 @@ async def test_token_endpoint_code_errors(api: Api, clock: FrozenClock) -> None:
         headers=basic(client.id, secret))
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
+    orphan = await get_code(api, client, verifier)
+    csrf = (await api.client.get("/auth/me")).json()["csrf_token"]
+    assert (await api.client.post("/auth/logout", headers={"X-CSRF-Token": csrf})).status_code == 204
+    ended = await exchange(api, client, secret, orphan, verifier)  # its login has ended
+    assert ended.status_code == 400 and ended.json()["error"] == "invalid_grant"
+    await api.login(EMAIL)
+
     late = await get_code(api, client, verifier)
     clock.advance(61)  # codes live 60 s
     expired = await exchange(api, client, secret, late, verifier)
