@@ -6,7 +6,8 @@ wiring the core modules together on its own. Build it from ``Settings`` with
 ``await AuthState.open(settings)`` (or ``async with``), or hand it an already open store.
 
 The flows (``login``, ``password_grant``, ``logout``, ``change_password``, ``end_sessions``,
-``revoke_user``, ``add_user``, ``add_client``, ``rotate_keys`` ...) are methods here, each
+``revoke_user``, ``add_user``, ``add_client``, ``authorize``, ``exchange_code``,
+``rotate_keys`` ...) are methods here, each
 doing its whole job: the throttle, the checks, the store writes and the audit trail. The
 HTTP routes, the pages, the CLI and any future adapter only translate their inputs to one
 of these calls and its result (or error) back, so two front ends cannot drift apart.

@@ -13,7 +13,7 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from authstate.web.dependencies import CurrentIdentity, require_scopes
 from authstate.web.middleware import AuthMiddleware, BearerJWT
@@ -156,8 +156,8 @@ async def test_readme_require_scopes_accepts_a_token_from_the_service(api: Api) 
         return {"user": identity.user_id}
 
     @app.get("/orders", dependencies=[Depends(require_scopes("orders:read"))])
-    async def orders() -> list[str]:
-        return []
+    async def orders(request: Request) -> list[str]:
+        return sorted(request.auth.scopes)  # what Starlette's @requires reads
 
     app.add_middleware(AuthMiddleware, authenticators=[BearerJWT(api.state)])
     client, secret = await add_client(api, scopes=("orders:read",), grant_types=("password", "refresh_token"))
@@ -172,6 +172,8 @@ async def test_readme_require_scopes_accepts_a_token_from_the_service(api: Api) 
             assert token.get("scope", "") == scope
             r = await resource.get("/orders", headers={"Authorization": f"Bearer {token['access_token']}"})
             assert r.status_code == expected, (scope, r.text)
+            if expected == 200:
+                assert r.json() == ["authenticated", "orders:read"]
             if expected == 403:
                 assert 'insufficient_scope' in r.headers["www-authenticate"]
         claims = api.state.tokens.verify(token["access_token"])

@@ -171,6 +171,10 @@ async def test_client_authentication_errors(api: Api) -> None:
     stolen = await api.client.post("/oauth/token", data={
         "grant_type": "refresh_token", "refresh_token": good_post.json()["refresh_token"]})
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    spa, _ = await add_client(api, public=True)
+    public_introspects = await api.client.post("/oauth/introspect", data={
+        "token": good_post.json()["access_token"], "client_id": spa.id})
+    assert public_introspects.status_code == 401  # RFC 7662 §2.1: needs client authentication
     code_only, code_secret = await add_client(api)
     assert code_secret is not None
     denied = await api.client.post("/oauth/token", data=base, headers=basic(code_only.id, code_secret))
