@@ -52,13 +52,13 @@ async def test_rotation_spends_and_succeeds(refresh: RefreshTokens, store: Store
     assert first.scope == ("read", "write")
     assert first.refresh_expires_at == clock.now() + TTL
     clock.advance(5)
-    second = await refresh.rotate(first.refresh_token, client_id="app")  # issue 12: bound to the client
+    second = await refresh.rotate(first.refresh_token)
     assert second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
     assert second.refresh_expires_at == clock.now() + TTL
     spent = await store.get(KIND, digest(first.refresh_token))
     assert spent is not None and spent.value["spent_at"] == clock.now()
-    third = await refresh.rotate(second.refresh_token, client_id="app")
+    third = await refresh.rotate(second.refresh_token)
     assert third.refresh_token not in (first.refresh_token, second.refresh_token)
     grants = refresh.mint.grants  # type: ignore[attr-defined]
     assert {g.family for g in grants} == {grants[0].family}

@@ -29,12 +29,13 @@ token still works once the store is back unless the rotation had committed.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -114,6 +115,15 @@ class RefreshInfo:
     expires_at: float
 
 
+class AnyClient(enum.Enum):
+    ANY = "any"
+
+
+ANY_CLIENT: Final = AnyClient.ANY
+"""``rotate``'s default: the caller (server-side code) does not speak for a client, so
+the token's client is not checked. The token endpoint always passes the client."""
+ClientCheck = str | Literal[AnyClient.ANY] | None
+
 Mint = Callable[[Grant], Awaitable[tuple[str, float]]]
 """Issue an access token for a grant: ``(token, exp)``."""
 ReuseHook = Callable[[Grant], Awaitable[None]]
@@ -190,19 +200,21 @@ class RefreshTokens:
         self,
         token: object,
         *,
-        client_id: str | None = None,
+        client_id: ClientCheck = ANY_CLIENT,
         check_scope: tuple[str, ...] | None = None,
     ) -> TokenPair:
         """Spend ``token`` and return its successor pair (see the module docstring).
-        ``client_id`` is the client presenting it: a token issued to one client is
-        refused to any other, and to a caller with no client (RFC 6749 §6), before
-        anything is spent."""
+        ``client_id`` is the client presenting it (None: no client): a token issued to
+        one client is refused to any other, and to a caller with no client (RFC 6749
+        §6), before anything is spent. Left at ``ANY_CLIENT``, it is not checked."""
         if not looks_like(token):
             raise InvalidGrant()
         assert isinstance(token, str)
         key = digest(token)
         record = await self.store.get(KIND, key)
-        if record is None or record.value.get("client_id") != client_id:
+        if record is None or (
+            client_id is not ANY_CLIENT and record.value.get("client_id") != client_id
+        ):
             raise InvalidGrant()
         if check_scope is not None and set(check_scope) != set(record.value.get("scope") or ()):
             raise InvalidScope("a refresh keeps the granted scope; narrowing it is not "

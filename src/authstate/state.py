@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from authstate import csrf, introspection
 from authstate import keys as keystore
@@ -57,7 +57,14 @@ from authstate.opaque import OpaqueTokens
 from authstate.opaque import looks_like as looks_opaque
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
-from authstate.refresh import Grant, RefreshTokens, TokenPair
+from authstate.refresh import (
+    ANY_CLIENT,
+    AnyClient,
+    ClientCheck,
+    Grant,
+    RefreshTokens,
+    TokenPair,
+)
 from authstate.revocation import Policies, Revocations
 from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
 from authstate.stores import Store, open_store
@@ -607,20 +614,24 @@ class AuthState:
         return await self.refresh.start_family(user_id, session.sid, scope, client_id=client_id)
 
     async def refresh_tokens(
-        self, refresh_token: object, *, client: Client | None = None, scope: str | None = None
+        self,
+        refresh_token: object,
+        *,
+        client: Client | Literal[AnyClient.ANY] | None = ANY_CLIENT,
+        scope: str | None = None,
     ) -> TokenPair:
         """Rotate a refresh token (``InvalidGrant``, ``RefreshReused`` or
         ``StoreUnavailable`` otherwise; see ``authstate.refresh``). A token issued to a
-        client is refused to anyone else. ``scope`` (RFC 6749 §6) may repeat the
-        granted scope; narrowing it on refresh is not supported (``InvalidScope``)."""
-        if client is not None and not client.allows("refresh_token"):
+        client is refused to any other client, and to a caller with no client
+        (``client=None``, as the token endpoint passes it); server-side code leaving
+        ``client`` out is not checked. ``scope`` (RFC 6749 §6) may repeat the granted
+        scope; narrowing it on refresh is not supported (``InvalidScope``)."""
+        if isinstance(client, Client) and not client.allows("refresh_token"):
             raise UnauthorizedClient("this client may not use the refresh_token grant")
         requested = scopes.parse(scope) if scope is not None else None
-        pair = await self.refresh.rotate(
-            refresh_token, client_id=client.id if client is not None else None,
-            check_scope=requested,
-        )
-        return pair
+        presented: ClientCheck = client.id if isinstance(client, Client) else client
+        return await self.refresh.rotate(refresh_token, client_id=presented,
+                                         check_scope=requested)
 
     @timed_verify("jwt")
     async def authenticate_bearer(self, token: object) -> Identity:
