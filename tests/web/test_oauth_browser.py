@@ -18,8 +18,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from tests.web import test_browser as pages_browser
 from tests.web.live_service import PASSWORD, LiveService, live_service
-from tests.web.test_browser import EMAIL, SHOTS, TIMEOUT_MS, _need_chromium, browser  # noqa: F401
+from tests.web.test_browser import EMAIL, SHOTS, TIMEOUT_MS, _need_chromium
+
+browser = pages_browser.browser  # the same Chromium fixture as the pages' browser test
 
 pytestmark = pytest.mark.slow
 
