@@ -37,7 +37,8 @@ async def test_valid_tokens_show_their_claims(state: AuthState, clock: FrozenClo
     pair = await state.login_tokens("alice", session, scope=("read",), client_id="app")
     body = await state.introspect(pair.refresh_token, "refresh_token")
     assert body == {
-        "active": True, "token_type": "refresh_token", "iss": "https://as.example",
+        # issue 12: no token_type, which RFC 7662 §2.2 reserves for the access token type
+        "active": True, "iss": "https://as.example",
         "sub": "alice", "sid": session.sid, "iat": int(clock.now()),
         "exp": int(pair.refresh_expires_at), "scope": "read", "client_id": "app",
     }

@@ -142,11 +142,12 @@ async def test_introspection_of_an_overflowing_exp_is_refused_at_the_resource() 
                           client=client, clock=FrozenClock(NOW))
     credentials = Credentials({"headers": [(b"authorization", b"Bearer at_" + b"A" * 43)]})
     try:
-        answers.append({"active": True, "sub": "u", "exp": NOW + 60})
+        # token_type: since issue 12 an answer must say it is an access token
+        answers.append({"active": True, "sub": "u", "exp": NOW + 60, "token_type": "Bearer"})
         identity = await guard.authenticate(credentials)
         assert identity is not None and identity.expires_at == NOW + 60
         for exp in (10**30, -5, True, "soon"):
-            answers.append({"active": True, "sub": "u", "exp": exp})
+            answers.append({"active": True, "sub": "u", "exp": exp, "token_type": "Bearer"})
             with pytest.raises(InvalidToken):
                 await guard.authenticate(
                     Credentials({"headers": [(b"authorization", b"Bearer at_" + b"A" * 43)]})

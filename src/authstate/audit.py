@@ -57,6 +57,10 @@ EVENT_TYPES = frozenset(
         "key_retired",
         "key_revoked",
         "client_created",
+        "client_removed",
+        "client_secret_rotated",
+        "authorization_code_issued",
+        "authorization_code_reused",
         "throttle_tripped",
     }
 )

@@ -453,8 +453,10 @@ class Introspection:
         if not isinstance(answer, dict) or answer.get("active") is not True:
             raise InvalidToken("the token is not active")
         token_type = answer.get("token_type")
-        if token_type is not None and str(token_type).lower() not in ACCESS_TOKEN_TYPES:
-            raise InvalidToken("not an access token")  # a refresh token is active, too
+        if token_type is None or str(token_type).lower() not in ACCESS_TOKEN_TYPES:
+            # a refresh token is active too, and has no token_type (RFC 7662 §2.2 names
+            # the access token type): only an answer saying "Bearer" is an access token
+            raise InvalidToken("not an access token")
         exp = answer.get("exp")
         if exp is not None and numeric_date(exp, "exp") <= self.clock.now():
             raise InvalidToken("the token is not active")

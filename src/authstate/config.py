@@ -131,6 +131,9 @@ class TokenSettings(_Group):
     # base64url of 32 random bytes each), inline or in a file; unset: plain JWKs.
     key_encryption_key: SecretStr | None = None
     key_encryption_key_file: Path | None = None
+    # OAuth's legacy password grant (RFC 9700 §2.4: MUST NOT be used); false leaves the
+    # authorization code flow only
+    password_grant: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> TokenSettings:
@@ -226,6 +229,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "key_poll_interval": ("tokens", "key_poll_interval"),
     "key_encryption_key": ("tokens", "key_encryption_key"),
     "key_encryption_key_file": ("tokens", "key_encryption_key_file"),
+    "password_grant": ("tokens", "password_grant"),
     **{f"session_{name}": ("sessions", name) for name in SessionSettings.model_fields
        if name != "cookie_name"},
     "cookie_name": ("sessions", "cookie_name"),

@@ -32,6 +32,13 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     │   └── TokenRevoked              token_revoked
     ├── InvalidGrant                  invalid_grant
     │   └── RefreshReused             refresh_reused
+    ├── OAuthRefused                  (RFC 6749 §4.1.2.1 / §5.2 error codes)
+    │   ├── InvalidClient             invalid_client
+    │   ├── UnauthorizedClient        unauthorized_client
+    │   ├── InvalidScope              invalid_scope
+    │   ├── UnsupportedGrantType      unsupported_grant_type
+    │   ├── UnsupportedResponseType   unsupported_response_type
+    │   └── InvalidRequest            invalid_request
     ├── AuthenticationFailed          authentication_failed
     ├── Throttled                     throttled
     ├── Conflict                      conflict
@@ -224,6 +231,49 @@ class RefreshReused(InvalidGrant):
     """A spent refresh token was presented again; its family has been revoked."""
 
     code = "refresh_reused"
+
+
+class OAuthRefused(AuthstateError):
+    """An OAuth request refused; ``code`` is the RFC 6749 error code itself, so the token
+    endpoint answers it unchanged."""
+
+    code = "invalid_request"
+
+
+class InvalidClient(OAuthRefused):
+    """Client authentication failed (unknown client, wrong or missing secret)."""
+
+    code = "invalid_client"
+
+
+class UnauthorizedClient(OAuthRefused):
+    """The client is not allowed this grant type or response type."""
+
+    code = "unauthorized_client"
+
+
+class InvalidScope(OAuthRefused):
+    """A requested scope is unknown, malformed or not allowed to this user or client."""
+
+    code = "invalid_scope"
+
+
+class UnsupportedGrantType(OAuthRefused):
+    """The grant type is not supported (or switched off) here."""
+
+    code = "unsupported_grant_type"
+
+
+class UnsupportedResponseType(OAuthRefused):
+    """The authorization endpoint supports only ``response_type=code``."""
+
+    code = "unsupported_response_type"
+
+
+class InvalidRequest(OAuthRefused):
+    """The OAuth request is malformed (a missing, repeated or bad parameter)."""
+
+    code = "invalid_request"
 
 
 class AuthenticationFailed(AuthstateError):

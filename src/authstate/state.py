@@ -6,7 +6,8 @@ wiring the core modules together on its own. Build it from ``Settings`` with
 ``await AuthState.open(settings)`` (or ``async with``), or hand it an already open store.
 
 The flows (``login``, ``password_grant``, ``logout``, ``change_password``, ``end_sessions``,
-``revoke_user``, ``add_user``, ``add_client``, ``rotate_keys`` ...) are methods here, each
+``revoke_user``, ``add_user``, ``add_client``, ``authorize``, ``exchange_code``,
+``rotate_keys`` ...) are methods here, each
 doing its whole job: the throttle, the checks, the store writes and the audit trail. The
 HTTP routes, the pages, the CLI and any future adapter only translate their inputs to one
 of these calls and its result (or error) back, so two front ends cannot drift apart.
@@ -17,9 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from authstate import csrf, keystore
 from authstate.audit import AuditLog
@@ -31,16 +34,23 @@ from authstate.config import Settings
 from authstate.errors import (
     AuthenticationFailed,
     AuthstateError,
+    InvalidClient,
+    InvalidGrant,
     InvalidInput,
     InvalidToken,
     MalformedToken,
     SessionNotFound,
     StoreUnavailable,
+    UnauthorizedClient,
+    UnsupportedGrantType,
 )
 from authstate.identity import Identity
 from authstate.keystore import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
+from authstate.oauth import scopes
+from authstate.oauth.authorization import AuthorizationRequest
+from authstate.oauth.codes import AuthorizationCodes, CodeGrant
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
 from authstate.revocation import Policies, Revocations
@@ -51,7 +61,14 @@ from authstate.tokens import introspection
 from authstate.tokens.access import AccessTokens, VerifiedTokenCache
 from authstate.tokens.opaque import OpaqueTokens
 from authstate.tokens.opaque import looks_like as looks_opaque
-from authstate.tokens.refresh import Grant, RefreshTokens, TokenPair
+from authstate.tokens.refresh import (
+    ANY_CLIENT,
+    AnyClient,
+    ClientCheck,
+    Grant,
+    RefreshTokens,
+    TokenPair,
+)
 from authstate.users import User, Users
 
 HEX = frozenset("0123456789abcdef")
@@ -137,6 +154,7 @@ class AuthState:
         )
         self.users = Users(store, clock=self.clock, hasher=self.passwords)
         self.clients = Clients(store, clock=self.clock)
+        self.codes = AuthorizationCodes(store, clock=self.clock)
         self.throttle = LoginThrottle(
             store,
             clock=self.clock,
@@ -257,22 +275,42 @@ class AuthState:
         return LoginResult(user, session_id, session, token)
 
     async def password_grant(
-        self, email: str, password: str, *, ip: str | None, user_agent: str | None
+        self,
+        email: str,
+        password: str,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+        scope: str | None = None,
+        client: Client | None = None,
     ) -> TokenPair:
-        """RFC 6749 §4.3: the same credential check, throttle and audit as ``login``, then
-        a session (for the token's ``sid``; no cookie, so no CSRF token) and the first
-        access and refresh tokens of a new family bound to it."""
+        """RFC 6749 §4.3, legacy (RFC 9700 §2.4: MUST NOT be used; kept for existing
+        callers, off with ``password_grant=false``): the same credential check, throttle
+        and audit as ``login``, then a session (for the token's ``sid``; no cookie, so no
+        CSRF token) and the first access and refresh tokens of a new family bound to it.
+        Without a client, or for a client allowed the ``password`` grant; ``scope`` must
+        be within the user's and the client's (``InvalidScope``), checked before any
+        session exists."""
+        if not self.settings.tokens.password_grant:
+            raise UnsupportedGrantType("the password grant is switched off here")
+        if client is not None and not client.allows("password"):
+            raise UnauthorizedClient("this client may not use the password grant")
+        requested = scopes.parse(scope)
+        if client is not None:
+            scopes.within(requested, client.scopes, "client")
         via = "password_grant"
         user = await self._check_credentials(
             email, password, ip=ip, user_agent=user_agent, via=via
         )
+        scopes.within(requested, user.scopes, "user")
         _, session = await self.sessions.create(user.id, ip=ip, user_agent=user_agent)
         actor = f"user:{user.id}"
         await self.audit.record(
             "session_created", actor=actor, user_id=user.id, session=session.handle,
             ip=ip, user_agent=user_agent, detail={"via": via},
         )
-        pair = await self.login_tokens(user.id, session)
+        pair = await self.login_tokens(user.id, session, scope=requested,
+                                       client_id=client.id if client is not None else None)
         await self.audit.record(
             "login_succeeded", actor=actor, user_id=user.id, session=session.handle,
             ip=ip, user_agent=user_agent, detail={"via": via},
@@ -415,10 +453,24 @@ class AuthState:
         )
         return user
 
-    async def add_client(self, name: str) -> tuple[Client, str]:
-        """Register a client of the introspection and revocation endpoints and audit it;
-        its secret is returned only here (only its hash is stored)."""
-        client, secret = await self.clients.create(name)
+    async def add_client(
+        self,
+        name: str,
+        *,
+        redirect_uris: tuple[str, ...] = (),
+        public: bool = False,
+        scopes: tuple[str, ...] = (),
+        grant_types: tuple[str, ...] | None = None,
+        first_party: bool = False,
+        backchannel_logout_uri: str | None = None,
+    ) -> tuple[Client, str | None]:
+        """Register an OAuth client (see ``authstate.clients``) and audit it; its secret
+        is returned only here (only its hash is stored), None for a public client."""
+        client, secret = await self.clients.create(
+            name, redirect_uris=redirect_uris, public=public, scopes=scopes,
+            grant_types=grant_types, first_party=first_party,
+            backchannel_logout_uri=backchannel_logout_uri,
+        )
         await self.audit.record("client_created", actor="system",
                                 detail={"client_id": client.id, "name": client.name})
         return client, secret
@@ -431,6 +483,103 @@ class AuthState:
             self.store, self.audit, metrics=self.metrics,
             interval=self.settings.service.cleanup_interval,
         )
+
+    async def remove_client(self, client_id: str) -> Client | None:
+        """Delete a client (None when unknown): it can no longer authenticate, start a
+        code flow or refresh; tokens it already holds live until they expire or are
+        revoked."""
+        client = await self.clients.remove(client_id)
+        if client is not None:
+            await self.audit.record("client_removed", actor="system",
+                                    detail={"client_id": client.id, "name": client.name})
+        return client
+
+    async def rotate_client_secret(self, client_id: str) -> tuple[Client, str]:
+        """A new secret for a confidential client, shown once; the old one stops at once."""
+        client, secret = await self.clients.rotate_secret(client_id)
+        await self.audit.record("client_secret_rotated", actor="system",
+                                detail={"client_id": client.id})
+        return client, secret
+
+    async def client_for_request(
+        self, client_id: str | None, secret: str | None
+    ) -> Client | None:
+        """The client a token-endpoint request speaks for: None when it names none; a
+        confidential client whose secret checks; a public client named by ``client_id``
+        alone. Anything else is ``InvalidClient`` (RFC 6749 §2.3, §5.2)."""
+        if secret is not None:
+            client = await self.clients.authenticate(client_id or "", secret)
+            if client is None:
+                raise InvalidClient("client authentication failed")
+            return client
+        if client_id is None:
+            return None
+        client = await self.clients.get(client_id)
+        if client is None or not client.public:
+            raise InvalidClient("client authentication failed")
+        return client
+
+    # -- flows: the authorization code grant (RFC 6749 §4.1, PKCE RFC 7636) ------------
+
+    async def authorize(
+        self, request: AuthorizationRequest, session: Session, user: User
+    ) -> str:
+        """An authorization code for a checked request and the logged-in user of
+        ``session`` (``InvalidScope`` when the user may not have a requested scope)."""
+        scopes.within(request.scope, user.scopes, "user")
+        if session.user_id != user.id:
+            raise InvalidInput("the session belongs to another user")
+        now = self.clock.now()
+        code = await self.codes.issue(CodeGrant(
+            client_id=request.client.id, redirect_uri=request.redirect_uri,
+            redirect_uri_given=request.redirect_uri_given,
+            code_challenge=request.code_challenge, user_id=user.id, sid=session.sid,
+            scope=request.scope, auth_time=session.created_at, issued_at=now,
+            nonce=request.nonce,
+        ))
+        await self.audit.record(
+            "authorization_code_issued", user_id=user.id, session=session.handle,
+            detail={"client_id": request.client.id, "scope": scopes.space(request.scope)},
+        )
+        return code
+
+    async def exchange_code(
+        self, code: object, *, client: Client, redirect_uri: str | None, verifier: object
+    ) -> TokenPair:
+        """RFC 6749 §4.1.3: tokens for a code, once. A second use of a code revokes the
+        refresh family and the access token it gave and is ``InvalidGrant``."""
+        if not client.allows("authorization_code"):
+            raise UnauthorizedClient("this client may not use the authorization code grant")
+        redeemed = await self.codes.redeem(code, client_id=client.id,
+                                           redirect_uri=redirect_uri, verifier=verifier)
+        grant = redeemed.grant
+        if not redeemed.first:
+            record = await self.codes.reused(redeemed.key)
+            await self._revoke_code_tokens(record.value if record is not None else {})
+            await self.audit.record("authorization_code_reused", user_id=grant.user_id,
+                                    detail={"client_id": client.id})
+            raise InvalidGrant("the authorization code was already used")
+        if not any(s.sid == grant.sid for s in await self.sessions.for_user(grant.user_id)):
+            # the login behind the code ended (logout, revoke, password change) since:
+            # a family started now would outlive the session that was meant to end it
+            raise InvalidGrant("the session that authorized the code has ended")
+        family = secrets.token_urlsafe(16)
+        pair = await self.refresh.start_family(grant.user_id, grant.sid, grant.scope,
+                                               client_id=client.id, family=family)
+        claims = self.tokens.verify(pair.access_token)
+        issued = {"family": family, "jti": claims["jti"], "exp": float(claims["exp"])}
+        if not await self.codes.issued(redeemed.key, **issued):
+            # a second use came before these were noted: the answer still goes out (this
+            # call did win the code), but what it carries is revoked, as for any reuse
+            await self._revoke_code_tokens(issued)
+        return pair
+
+    async def _revoke_code_tokens(self, given: Mapping[str, Any]) -> None:
+        family, jti, exp = given.get("family"), given.get("jti"), given.get("exp")
+        if isinstance(family, str):
+            await self.refresh.revoke_family(family)
+        if isinstance(jti, str) and isinstance(exp, float | int):
+            await self.revocation.revoke_jti(jti, float(exp))
 
     async def cleanup(self, *, batch: int = BATCH) -> CleanupReport:
         """Reclaim expired records and audit events past retention now, in batches of
@@ -471,10 +620,25 @@ class AuthState:
             raise InvalidInput("the session belongs to another user")
         return await self.refresh.start_family(user_id, session.sid, scope, client_id=client_id)
 
-    async def refresh_tokens(self, refresh_token: object) -> TokenPair:
+    async def refresh_tokens(
+        self,
+        refresh_token: object,
+        *,
+        client: Client | Literal[AnyClient.ANY] | None = ANY_CLIENT,
+        scope: str | None = None,
+    ) -> TokenPair:
         """Rotate a refresh token (``InvalidGrant``, ``RefreshReused`` or
-        ``StoreUnavailable`` otherwise; see ``authstate.tokens.refresh``)."""
-        return await self.refresh.rotate(refresh_token)
+        ``StoreUnavailable`` otherwise; see ``authstate.tokens.refresh``). A token issued to a
+        client is refused to any other client, and to a caller with no client
+        (``client=None``, as the token endpoint passes it); server-side code leaving
+        ``client`` out is not checked. ``scope`` (RFC 6749 §6) may repeat the granted
+        scope; narrowing it on refresh is not supported (``InvalidScope``)."""
+        if isinstance(client, Client) and not client.allows("refresh_token"):
+            raise UnauthorizedClient("this client may not use the refresh_token grant")
+        requested = scopes.parse(scope) if scope is not None else None
+        presented: ClientCheck = client.id if isinstance(client, Client) else client
+        return await self.refresh.rotate(refresh_token, client_id=presented,
+                                         check_scope=requested)
 
     @timed_verify("jwt")
     async def authenticate_bearer(self, token: object) -> Identity:

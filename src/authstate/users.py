@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ KIND_EMAIL = "email"
 EMAIL_MAX = 254  # RFC 5321 §4.5.3.1.3 path limit, less the angle brackets
 EMAIL_PATTERN = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,253}$")
 USER_ID_PATTERN = re.compile(r"^u_[A-Za-z0-9_-]{16}$")
+SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9:._-]{1,64}$")
 
 
 def normalize_email(email: str) -> str:
@@ -45,6 +47,7 @@ class User:
     is_admin: bool
     created_at: float
     password_changed_at: float
+    scopes: tuple[str, ...] = ()
 
     @classmethod
     def from_value(cls, user_id: str, value: JSON) -> User:
@@ -54,6 +57,7 @@ class User:
             is_admin=bool(value.get("is_admin", False)),
             created_at=value["created_at"],
             password_changed_at=float(value.get("password_changed_at") or value["created_at"]),
+            scopes=tuple(value.get("scopes") or ()),
         )
 
     def public(self) -> dict[str, Any]:
@@ -143,6 +147,19 @@ class Users:
             user_id,
             {"password_hash": password_hash, "password_changed_at": self.clock.now()},
         )
+        if record is None:
+            raise InvalidInput("no such user")
+        return User.from_value(user_id, record.value)
+
+    async def set_scopes(self, user_id: str, scopes: Iterable[str]) -> User:
+        """Replace the scopes the user may be granted (stored sorted, without repeats)."""
+        wanted = sorted(set(scopes))
+        for scope in wanted:
+            if not isinstance(scope, str) or not SCOPE_PATTERN.match(scope):
+                raise InvalidInput("a scope is 1-64 letters, digits, colons, dots, dashes "
+                                   "or underscores")
+        record = await self.store.patch(KIND_USER, user_id, {"scopes": wanted}) \
+            if self._valid_id(user_id) else None
         if record is None:
             raise InvalidInput("no such user")
         return User.from_value(user_id, record.value)

@@ -260,7 +260,8 @@ async def test_jwks_and_metadata(api: Api) -> None:
     assert meta["jwks_uri"] == "http://testserver/.well-known/jwks.json"
     assert meta["introspection_endpoint"].endswith("/oauth/introspect")
     assert meta["revocation_endpoint"].endswith("/oauth/revoke")
-    assert set(meta["grant_types_supported"]) == {"password", "refresh_token"}
+    # issue 12: the code flow joined the (legacy) password grant
+    assert set(meta["grant_types_supported"]) == {"authorization_code", "password", "refresh_token"}
     # a token the service issues verifies with the published keys (PyJWT as the reference)
     import jwt as pyjwt
 

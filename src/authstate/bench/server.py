@@ -134,6 +134,7 @@ async def serve(request: dict[str, Any]) -> None:
 
         state = await workshop.state(wanted.store, wanted.family)
         client, secret = await state.clients.create(BENCH_CLIENT)
+        assert secret is not None  # a confidential client
         sock = _listener()
         servers.append((_server(create_app(state), lifespan="on"), sock))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/oauth/introspect"

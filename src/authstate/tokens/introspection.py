@@ -56,7 +56,9 @@ async def introspect(state: AuthState, token: object, hint: object = None) -> di
             return _inactive()
         grant = info.grant
         body: dict[str, Any] = {
-            "active": True, "token_type": "refresh_token", "iss": state.settings.tokens.issuer,
+            # no token_type: RFC 7662 §2.2 defines it as the OAuth token type of RFC 6749
+            # §7.1 ("Bearer"), which a refresh token does not have (it is no access token)
+            "active": True, "iss": state.settings.tokens.issuer,
             "sub": grant.user_id, "sid": grant.sid, "iat": int(info.issued_at),
             "exp": int(info.expires_at),
         }

@@ -28,12 +28,13 @@ token still works once the store is back unless the rotation had committed.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from authstate.audit import AuditLog
 from authstate.clock import Clock, SystemClock
-from authstate.errors import InvalidGrant, MalformedToken, RefreshReused
+from authstate.errors import InvalidGrant, InvalidScope, MalformedToken, RefreshReused
 from authstate.jose.jws import b64url_decode, b64url_encode
 from authstate.randomtoken import PrefixedToken
 from authstate.randomtoken import digest as digest  # re-exported: the stored form
@@ -114,6 +115,15 @@ class RefreshInfo:
     expires_at: float
 
 
+class AnyClient(enum.Enum):
+    ANY = "any"
+
+
+ANY_CLIENT: Final = AnyClient.ANY
+"""``rotate``'s default: the caller (server-side code) does not speak for a client, so
+the token's client is not checked. The token endpoint always passes the client."""
+ClientCheck = str | Literal[AnyClient.ANY] | None
+
 Mint = Callable[[Grant], Awaitable[tuple[str, float]]]
 """Issue an access token for a grant: ``(token, exp)``."""
 ReuseHook = Callable[[Grant], Awaitable[None]]
@@ -163,10 +173,13 @@ class RefreshTokens:
         scope: tuple[str, ...] = (),
         *,
         client_id: str | None = None,
+        family: str | None = None,
     ) -> TokenPair:
-        """The first pair of a new family (at login)."""
+        """The first pair of a new family (at login); ``family`` names it when the caller
+        must be able to revoke it later (an authorization code's reuse)."""
         now = self.clock.now()
-        grant = Grant(user_id, sid, secrets.token_urlsafe(16), tuple(scope), client_id)
+        grant = Grant(user_id, sid, family or secrets.token_urlsafe(16), tuple(scope),
+                      client_id)
         family_expires = now + self.family_ttl
         await self.store.put(
             FAMILY, grant.family, {"sid": sid, "created_at": now},
@@ -183,15 +196,29 @@ class RefreshTokens:
         await self._issued(grant, pair, "login")
         return pair
 
-    async def rotate(self, token: object) -> TokenPair:
-        """Spend ``token`` and return its successor pair (see the module docstring)."""
+    async def rotate(
+        self,
+        token: object,
+        *,
+        client_id: ClientCheck = ANY_CLIENT,
+        check_scope: tuple[str, ...] | None = None,
+    ) -> TokenPair:
+        """Spend ``token`` and return its successor pair (see the module docstring).
+        ``client_id`` is the client presenting it (None: no client): a token issued to
+        one client is refused to any other, and to a caller with no client (RFC 6749
+        §6), before anything is spent. Left at ``ANY_CLIENT``, it is not checked."""
         if not looks_like(token):
             raise InvalidGrant()
         assert isinstance(token, str)
         key = digest(token)
         record = await self.store.get(KIND, key)
-        if record is None:
+        if record is None or (
+            client_id is not ANY_CLIENT and record.value.get("client_id") != client_id
+        ):
             raise InvalidGrant()
+        if check_scope is not None and set(check_scope) != set(record.value.get("scope") or ()):
+            raise InvalidScope("a refresh keeps the granted scope; narrowing it is not "
+                               "supported")
         if record.value.get("spent_at") is not None:
             return await self._spent_again(token, key, record)
         grant = Grant.from_value(record.value)

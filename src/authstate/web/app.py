@@ -32,7 +32,7 @@ from authstate.web.auditing import AuditOrigin
 from authstate.web.bodies import BodyLimit
 from authstate.web.caller import get_state
 from authstate.web.pages import router as pages_router
-from authstate.web.routes import admin, auth, health, oauth, ops, wellknown
+from authstate.web.routes import admin, auth, authorize, health, oauth, ops, wellknown
 from authstate.web.schemas import problems as problems_doc
 
 logger = logging.getLogger("authstate.web")
@@ -77,7 +77,7 @@ def create_app(state: AuthState | None = None, *, settings: Settings | None = No
         app.state.authstate = state
     problems.install(app)
     for router in (
-        auth.router, oauth.router, admin.router, wellknown.router, health.router,
+        auth.router, oauth.router, authorize.router, admin.router, wellknown.router, health.router,
         ops.router, ops.metrics_router, pages_router,
     ):
         app.include_router(router)

@@ -9,7 +9,7 @@ into a 415 problem instead of a confusing validation error.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from fastapi import Request
@@ -104,8 +104,27 @@ async def require_json(request: Request) -> None:
 
 
 async def require_form(request: Request) -> None:
-    """Dependency for the OAuth endpoints (RFC 6749 §3.2: form-encoded)."""
+    """Dependency for the OAuth endpoints (RFC 6749 §3.2: form-encoded), whose
+    parameters "MUST NOT be included more than once" (RFC 6749 §3.1, §3.2): a repeated
+    one is refused rather than resolved (last wins would let a proxy and this service
+    read two different requests)."""
     if _media_type(request) != "application/x-www-form-urlencoded":
         raise OAuthError(
             "invalid_request", "send the body as application/x-www-form-urlencoded"
         )
+    form = await request.form(max_files=0)
+    repeated = repeated_names(form.multi_items())
+    if repeated:
+        raise OAuthError("invalid_request",
+                         f"parameter sent more than once: {repeated[0][:64]}")
+
+
+def repeated_names(items: Iterable[tuple[str, object]]) -> list[str]:
+    """The parameter names that occur more than once, in order."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name, _ in items:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated

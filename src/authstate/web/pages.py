@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -60,6 +60,7 @@ LOGIN_CSRF_MAX_AGE = 3600
 FORM_FIELD_MAX = 4096
 TOKEN_FIELD_MAX = 16384
 DEFAULT_NEXT = "/account"
+NEXT_MAX = 4096  # room for an /oauth/authorize request to come back to
 LOGIN_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 HEADERS = {
@@ -120,6 +121,9 @@ def _render(
     return response
 
 
+render_page = _render  # for the other page routes (``routes/authorize.py``)
+
+
 def _unavailable(request: Request) -> HTMLResponse:
     """The 503 page: no ``Set-Cookie`` at all, so the session cookie stays as it was."""
     response = _render(
@@ -145,7 +149,7 @@ def _safe_next(value: object) -> str:
         or not value.startswith("/")
         or value.startswith("//")
         or "\\" in value
-        or len(value) > 512
+        or len(value) > NEXT_MAX
         or any(ord(c) < 0x21 for c in value)
     ):
         return DEFAULT_NEXT
@@ -179,6 +183,9 @@ async def _visitor(request: Request, state: AuthState) -> Visitor | None:
     session_id, session, identity = by_cookie
     user = await state.users.get(identity.user_id)
     return Visitor(session_id, session, user) if user is not None else None
+
+
+visitor_of = _visitor  # for the other page routes (``routes/authorize.py``)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -237,7 +244,33 @@ def _login_page(
     )
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    allow_form_target(response, _app_origin(next_url))
     return response
+
+
+def allow_form_target(response: Response, origin: str | None) -> None:
+    """Let this page's form end, through redirects, at ``origin``: CSP ``form-action``
+    also covers the redirects after a form is sent, so a login or consent that goes
+    back to an app would be blocked by ``form-action 'self'`` alone."""
+    if origin is not None:
+        response.headers["Content-Security-Policy"] = HEADERS["Content-Security-Policy"].replace(
+            "form-action 'self'", f"form-action 'self' {origin}"
+        )
+
+
+def _app_origin(next_url: str) -> str | None:
+    """The origin of the app an ``/oauth/authorize`` request would go back to. Whether
+    it is registered is for ``/oauth/authorize`` to decide: an unregistered one is never
+    redirected to, so allowing it here opens nothing."""
+    path, _, query = next_url.partition("?")
+    if path != "/oauth/authorize":
+        return None
+    target = parse_qs(query).get("redirect_uri", [""])[0]
+    origin = csrf.origin_of(target)
+    if origin is None or not origin.startswith(("https://", "http://")) or "'" in origin \
+            or ";" in origin or " " in origin or "," in origin:
+        return None
+    return origin
 
 
 @router.get("/", response_class=HTMLResponse)

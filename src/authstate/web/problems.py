@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authstate import errors
-from authstate.authn import bearer_challenge
+from authstate.authn import REALM, bearer_challenge
 from authstate.web.statuses import (
     PROBLEM_JSON,
     PROBLEM_TYPE,
@@ -158,6 +158,11 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
     if _is_oauth(request):
         if isinstance(exc, errors.InvalidGrant):
             return oauth_response("invalid_grant", "the grant is invalid, expired or revoked")
+        if isinstance(exc, errors.InvalidClient):  # RFC 6749 §5.2: 401 + the scheme used
+            return oauth_response(exc.code, exc.message, status=401,
+                                  headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+        if isinstance(exc, errors.OAuthRefused):
+            return oauth_response(exc.code, exc.message)
         if isinstance(exc, errors.Throttled):
             # RFC 6749 §5.2 has no code for "too many attempts" (``slow_down`` belongs to the
             # device flow, RFC 8628 §3.5): the status and Retry-After carry the meaning.

@@ -31,6 +31,8 @@ STATUS: dict[str, int] = {
     errors.SessionNotFound.code: 401,
     errors.InvalidToken.code: 401,
     errors.InvalidGrant.code: 400,
+    errors.OAuthRefused.code: 400,
+    errors.InvalidClient.code: 401,
     errors.AuthenticationFailed.code: 401,
     errors.Throttled.code: 429,
     errors.Conflict.code: 409,

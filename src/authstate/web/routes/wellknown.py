@@ -38,16 +38,24 @@ async def jwks(state: StateDep) -> JSONResponse:
             summary="RFC 8414 authorization server metadata")
 async def metadata(state: StateDep) -> JSONResponse:
     issuer = state.settings.tokens.issuer.rstrip("/")
+    grants = ["authorization_code", "refresh_token"]
+    if state.settings.tokens.password_grant:
+        grants.append("password")
+    client_auth = ["client_secret_basic", "client_secret_post"]
     body: dict[str, Any] = {
         "issuer": state.settings.tokens.issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "grant_types_supported": grants,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "introspection_endpoint_auth_methods_supported": client_auth,
+        "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
+        "authorization_response_iss_parameter_supported": True,
     }
     return JSONResponse(body, headers=CACHE)
