@@ -67,6 +67,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "revocation_token_version": ("false", False),
     "revocation_session_bound": ("false", False),
     "push_revocation": ("false", False),
+    "password_grant": ("false", False),
     "bus": ("redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/1"),
     "bus_fallback": ("reject", "reject"),
     "throttle_account_limit": ("3", 3),
