@@ -20,8 +20,8 @@ SCHEMES = (
     "memory://",
     "sqlite:///path.db",
     "redis://host:port/db",
-    "redis+cluster://host:port[,host:port...]/",
-    "redis+sentinel://host:port[,host:port...]/SERVICE[/db]",
+    "redis+cluster://host:port,host:port/",
+    "redis+sentinel://host:port,host:port/SERVICE/db",
     "postgresql://…",
 )
 NAMESPACE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
