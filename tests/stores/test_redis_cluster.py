@@ -23,8 +23,9 @@ from authstate.sessions import digest
 from authstate.stores import open_store
 from authstate.stores.redis_cluster import RedisClusterStore
 from authstate.stores.redis_urls import parse
-from tests.conftest import fresh_namespace, require_redis_server
+from tests.conftest import fresh_namespace, require_redis_server, require_service
 from tests.stores.cluster import FAILOVER_TIMEOUT, RedisClusterNodes, started
+from tests.support import free_port
 from tests.test_bus import Listener
 
 SESSIONS = 300
@@ -56,6 +57,19 @@ async def test_bad_cluster_and_sentinel_urls_are_refused_without_the_password(ur
     with pytest.raises(InvalidStoreURL) as caught:
         await open_store(url)
     assert "s3cret" not in str(caught.value)
+
+
+async def test_unreachable_or_wrong_servers_are_store_unavailable() -> None:
+    for url in (
+        f"redis+cluster://:s3cret@127.0.0.1:{free_port()}/",  # nothing listening
+        "redis+cluster://:s3cret@" + require_service("redis").split("//", 1)[1].split("/")[0] + "/",
+        f"redis+sentinel://127.0.0.1:{free_port()}/svc/0",
+    ):
+        started_at = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            await open_store(url)
+        assert time.monotonic() - started_at < 3
+        assert "s3cret" not in str(caught.value)
 
 
 async def test_records_spread_over_every_shard(redis_cluster: RedisClusterNodes) -> None:

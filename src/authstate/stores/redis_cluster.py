@@ -66,6 +66,7 @@ from authstate.stores.redis_urls import parse
 
 try:
     from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.exceptions import RedisClusterException
 except ImportError as missing:  # pragma: no cover - redis is a core dependency today
     raise MissingDependencyError("redis", "redis") from missing
 
@@ -195,6 +196,9 @@ class RedisClusterStore(RedisStore):
         except StoreUnavailable:
             await store.close()
             raise
+        except RedisClusterException as error:  # no seed answers, or not a cluster node
+            await store.close()
+            raise store._unavailable("connecting", error) from None
         return store
 
     def _index_key(self, kind: str, user_id: str) -> str:

@@ -41,8 +41,10 @@ def sentinel_client(url: str, **options: Any) -> Redis:
     parsed = parse(url)
     assert parsed.service is not None  # parse() demands it for sentinel URLs
     timeouts = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": COMMAND_TIMEOUT}
+    # one quick retry when asking a sentinel (redis-py's default backs off for seconds)
+    quick = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        list(parsed.hosts), sentinel_kwargs=dict(timeouts)
+        list(parsed.hosts), sentinel_kwargs={**timeouts, "retry": quick}
     )
     settings: dict[str, Any] = {
         **timeouts,
