@@ -71,6 +71,16 @@ def _answers(port: int) -> bool:
         return False
 
 
+def _distinct_ports(n: int) -> list[int]:
+    """``n`` free loopback ports, no two alike (each probe frees its port at once)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 class _Processes:
     """redis-server processes started by this run, by port, killed by PID."""
 
@@ -100,9 +110,10 @@ class RedisClusterNodes:
     ``redis-cli --cluster create``."""
 
     def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
-        self.ports = [free_port() for _ in range(primaries * (1 + replicas))]
+        count = primaries * (1 + replicas)
         # the bus port defaults to port + 10000, which may be taken or above 65535
-        self.bus_ports = [free_port() for _ in self.ports]
+        ports = _distinct_ports(2 * count)
+        self.ports, self.bus_ports = ports[:count], ports[count:]
         self.replicas = replicas
         self._procs = _Processes("authstate-cluster-")
 
@@ -192,8 +203,7 @@ class RedisSentinelSet:
 
     def __init__(self, service: str = "authstate") -> None:
         self.service = service
-        self.primary, self.replica = free_port(), free_port()
-        self.sentinels = [free_port() for _ in range(3)]
+        self.primary, self.replica, *self.sentinels = _distinct_ports(5)
         self._procs = _Processes("authstate-sentinel-")
 
     def url(self, db: int = 0) -> str:

@@ -3,9 +3,9 @@
 Same records, same encoding as ``stores/redis.py`` (a HASH per record, a SET per user and
 kind as the index, a STREAM for audit). What differs is that a cluster refuses a script
 whose keys live in different slots, or which computes key names inside. A record's key
-(``{ns}:r:{kind}:{key}``) is named only by the record itself, and the index of its owner
-(``{ns}:u:{kind}:{{user}}``, a hash tag per user so all of a user's indexes share a slot)
-lives wherever the user's name hashes to: no single slot can hold both for every read
+(``NS:r:KIND:KEY``) is named only by the record itself, and the index of its owner
+(``NS:u:KIND:{USER}``, the braces literal: a hash tag, so all of a user's indexes share
+a slot) lives wherever the user's name hashes to: no single slot can hold both for every read
 path, since ``get(kind, key)`` must find a record without knowing its owner. Hash tags
 joining an old and a new session key, or a refresh token and its successor, would need
 those random keys to carry a common tag, which the core does not ask of its keys.
