@@ -2,7 +2,10 @@
 
 Each server is a ``redis-server`` subprocess of the test run, bound to 127.0.0.1 on a
 free port, keeping nothing on disk but its cluster/sentinel config in a temporary
-directory. Every wait is bounded, and ``stop`` kills by PID whatever was started, also
+directory. The data servers of a topology share a random password (``requirepass`` and
+``masterauth``): a killed primary's port may be taken by another test's empty server,
+and a replica still reconnecting to that port must fail to authenticate there rather
+than resynchronise from it and drop its data (which happened, a few runs in twenty). Every wait is bounded, and ``stop`` kills by PID whatever was started, also
 when start-up failed half-way. Used by the session-scoped fixtures in ``tests/conftest.py``.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,11 +35,12 @@ class TopologyError(RuntimeError):
     """A throwaway topology did not come up in time."""
 
 
-def _command(port: int, *args: str, timeout: float = 2.0) -> str:
+def _command(port: int, *args: str, timeout: float = 2.0, password: str | None = None) -> str:
     """One redis-cli command against a loopback port; its output ('' when it fails)."""
+    auth = ["-a", password, "--no-auth-warning"] if password else []
     try:
         done = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *auth, *args],
             capture_output=True, text=True, timeout=timeout, check=False,
         )
     except subprocess.TimeoutExpired:
@@ -43,9 +48,9 @@ def _command(port: int, *args: str, timeout: float = 2.0) -> str:
     return done.stdout
 
 
-def _info(port: int, section: str) -> dict[str, str]:
+def _info(port: int, section: str, password: str | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in _command(port, "INFO", section).splitlines():
+    for line in _command(port, "INFO", section, password=password).splitlines():
         name, sep, value = line.strip().partition(":")
         if sep:
             out[name] = value
@@ -66,7 +71,7 @@ def _answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), 0.2) as conn:
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -115,12 +120,19 @@ class RedisClusterNodes:
         ports = _distinct_ports(2 * count)
         self.ports, self.bus_ports = ports[:count], ports[count:]
         self.replicas = replicas
+        self.password = secrets.token_hex(12)
         self._procs = _Processes("authstate-cluster-")
 
     @property
     def url(self) -> str:
         seeds = ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
-        return f"redis+cluster://{seeds}/"
+        return f"redis+cluster://:{self.password}@{seeds}/"
+
+    def _cmd(self, port: int, *args: str, timeout: float = 2.0) -> str:
+        return _command(port, *args, timeout=timeout, password=self.password)
+
+    def _info(self, port: int, section: str) -> dict[str, str]:
+        return _info(port, section, password=self.password)
 
     def start(self) -> None:
         try:
@@ -135,13 +147,14 @@ class RedisClusterNodes:
                 port, "redis-server", "--port", str(port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
                 "--cluster-port", str(bus_port),
+                "--requirepass", self.password, "--masterauth", self.password,
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(self._procs.dir),
             )
         _wait(lambda: all(_answers(p) for p in self.ports), READY_TIMEOUT, "cluster nodes up")
         create = subprocess.run(
-            ["redis-cli", "--cluster", "create",
+            ["redis-cli", "-a", self.password, "--no-auth-warning", "--cluster", "create",
              *(f"127.0.0.1:{p}" for p in self.ports),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=READY_TIMEOUT, check=False,
@@ -153,9 +166,9 @@ class RedisClusterNodes:
     def healthy(self) -> bool:
         """Every live node sees the cluster ok, and every live replica's link is up."""
         for port in self.live_ports():
-            if "cluster_state:ok" not in _command(port, "CLUSTER", "INFO"):
+            if "cluster_state:ok" not in self._cmd(port, "CLUSTER", "INFO"):
                 return False
-            repl = _info(port, "replication")
+            repl = self._info(port, "replication")
             if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
                 return False
         return True
@@ -164,12 +177,12 @@ class RedisClusterNodes:
         return [p for p, proc in self._procs.procs.items() if proc.poll() is None]
 
     def primary_ports(self) -> list[int]:
-        return [p for p in self.live_ports() if _info(p, "replication").get("role") == "master"]
+        return [p for p in self.live_ports() if self._info(p, "replication").get("role") == "master"]
 
     def replicas_of(self, port: int) -> list[int]:
         found = []
         for p in self.live_ports():
-            repl = _info(p, "replication")
+            repl = self._info(p, "replication")
             if repl.get("role") == "slave" and repl.get("master_port") == str(port):
                 found.append(p)
         return found
@@ -178,7 +191,7 @@ class RedisClusterNodes:
         """Block until ``port``'s replicas acknowledged all its writes (bounded)."""
         wanted = str(len(self.replicas_of(port)))
         _wait(
-            lambda: _command(port, "WAIT", wanted, "1000", timeout=3).strip() == wanted,
+            lambda: self._cmd(port, "WAIT", wanted, "1000", timeout=3).strip() == wanted,
             FAILOVER_TIMEOUT, f"replication of 127.0.0.1:{port}",
         )
 
@@ -191,7 +204,7 @@ class RedisClusterNodes:
 
     def _serves_all_slots(self) -> bool:
         return all(
-            "cluster_state:ok" in _command(p, "CLUSTER", "INFO") for p in self.live_ports()
+            "cluster_state:ok" in self._cmd(p, "CLUSTER", "INFO") for p in self.live_ports()
         )
 
     def stop(self) -> None:
@@ -204,11 +217,12 @@ class RedisSentinelSet:
     def __init__(self, service: str = "authstate") -> None:
         self.service = service
         self.primary, self.replica, *self.sentinels = _distinct_ports(5)
+        self.password = secrets.token_hex(12)
         self._procs = _Processes("authstate-sentinel-")
 
     def url(self, db: int = 0) -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        return f"redis+sentinel://:{self.password}@{hosts}/{self.service}/{db}"
 
     def start(self) -> None:
         try:
@@ -221,7 +235,8 @@ class RedisSentinelSet:
         self._procs.spawn(
             port, "redis-server", "--port", str(port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--dir", str(self._procs.dir), *extra,
+            "--dir", str(self._procs.dir),
+            "--requirepass", self.password, "--masterauth", self.password, *extra,
         )
 
     def _start(self) -> None:
@@ -232,6 +247,7 @@ class RedisSentinelSet:
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {self._procs.dir}\n"
                 f"sentinel monitor {self.service} 127.0.0.1 {self.primary} 2\n"
+                f"sentinel auth-pass {self.service} {self.password}\n"
                 f"sentinel down-after-milliseconds {self.service} {NODE_TIMEOUT_MS}\n"
                 f"sentinel failover-timeout {self.service} 10000\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
@@ -242,7 +258,7 @@ class RedisSentinelSet:
         _wait(self._ready, READY_TIMEOUT, "replica in sync and every sentinel seeing it")
 
     def _ready(self) -> bool:
-        if _info(self.replica, "replication").get("master_link_status") != "up":
+        if _info(self.replica, "replication", self.password).get("master_link_status") != "up":
             return False
         for port in self.sentinels:
             replicas = _command(port, "SENTINEL", "REPLICAS", self.service)
@@ -261,7 +277,9 @@ class RedisSentinelSet:
 
     def wait_replicated(self) -> None:
         _wait(
-            lambda: _command(self.primary, "WAIT", "1", "1000", timeout=3).strip() == "1",
+            lambda: _command(
+                self.primary, "WAIT", "1", "1000", timeout=3, password=self.password
+            ).strip() == "1",
             FAILOVER_TIMEOUT, "replication to the replica",
         )
 
@@ -270,7 +288,7 @@ class RedisSentinelSet:
         def promoted() -> bool:
             return (
                 self.master_port() == port
-                and _info(port, "replication").get("role") == "master"
+                and _info(port, "replication", self.password).get("role") == "master"
             )
         _wait(promoted, FAILOVER_TIMEOUT, f"promotion of 127.0.0.1:{port}")
 
