@@ -22,6 +22,7 @@ import pytest
 
 from authstate.clock import FrozenClock
 from authstate.stores import Store, open_store
+from tests.stores.cluster import RedisClusterNodes, RedisSentinelSet, TopologyError, started
 from tests.support import RedisServer, free_port
 
 REDIS_URL = os.environ.get("AUTHSTATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -38,6 +39,8 @@ HOW_TO_START = {
     "postgres": "start one with: pg_ctlcluster <version> main start (trust auth, database test)",
 }
 BACKENDS = ["memory", "sqlite", "redis", "postgres"]
+# the store conformance suite also runs on a Redis Cluster the test run starts itself
+CLUSTER_BACKENDS = [*BACKENDS, "redis-cluster"]
 
 
 def service_reachable(url: str) -> bool:
@@ -83,14 +86,51 @@ def redis_server() -> Iterator[RedisServer]:
         srv.stop()
 
 
+def require_redis_server() -> None:
+    """Skip (fail under AUTHSTATE_REQUIRE_SERVICES=1) when redis-server is not installed:
+    the cluster and sentinel tests start their own servers from it."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        message = "redis-server/redis-cli not installed (apt-get install redis-server)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"AUTHSTATE_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """One Redis Cluster (3 primaries, 3 replicas) on loopback for the whole run, its
+    processes killed by PID at the end. Tests that kill nodes start their own."""
+    require_redis_server()
+    try:
+        with started(RedisClusterNodes(primaries=3, replicas=1)) as cluster:
+            yield cluster
+    except TopologyError as error:
+        pytest.fail(f"could not start a throwaway Redis Cluster: {error}")
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    """A primary, a replica and three sentinels of this test alone (failover tests)."""
+    require_redis_server()
+    try:
+        with started(RedisSentinelSet()) as topology:
+            yield topology
+    except TopologyError as error:
+        pytest.fail(f"could not start a throwaway Redis Sentinel set: {error}")
+
+
 @contextlib.asynccontextmanager
-async def backend_store(backend: str, clock: FrozenClock, tmp_path: Path) -> AsyncIterator[Store]:
+async def backend_store(
+    backend: str, clock: FrozenClock, tmp_path: Path, url: str | None = None
+) -> AsyncIterator[Store]:
     """A store on ``backend`` in a fresh namespace; what the test wrote to a shared server
     is dropped afterwards."""
     if backend == "memory":
         s = await open_store("memory://", clock=clock)
     elif backend == "sqlite":
         s = await open_store(f"sqlite:///{tmp_path / 'authstate.db'}", clock=clock)
+    elif url is not None:
+        s = await open_store(url, clock=clock, namespace=fresh_namespace())
     else:
         s = await open_store(require_service(backend), clock=clock, namespace=fresh_namespace())
     try:
@@ -105,4 +145,16 @@ async def backend_store(backend: str, clock: FrozenClock, tmp_path: Path) -> Asy
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path) -> AsyncIterator[Store]:
     async with backend_store(request.param, clock, tmp_path) as s:
+        yield s
+
+
+async def cluster_or_backend_store(
+    request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path
+) -> AsyncIterator[Store]:
+    """The ``store`` fixture's body over CLUSTER_BACKENDS (a module opts in with
+    ``store = pytest.fixture(params=CLUSTER_BACKENDS)(cluster_or_backend_store)``)."""
+    url = None
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    async with backend_store(request.param, clock, tmp_path, url) as s:
         yield s

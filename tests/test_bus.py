@@ -15,8 +15,10 @@ from authstate.bus import Bus, bus_for, open_bus
 from authstate.bus.memory import MemoryBus
 from authstate.bus.postgres import PostgresBus
 from authstate.bus.redis import RedisBus
+from authstate.bus.redis_cluster import RedisClusterBus
 from authstate.config import Settings
 from authstate.errors import BusUnavailable, ConfigurationError, StoreUnavailable
+from authstate.stores.redis_cluster import cluster_client
 from tests.conftest import require_service
 from tests.support import RedisServer
 
@@ -57,9 +59,12 @@ def namespace() -> str:
     return "b" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture(params=["redis", "postgres"])
+@pytest.fixture(params=["redis", "postgres", "redis-cluster"])
 async def make_bus(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    url = require_service(request.param)
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = require_service(request.param)
     opened: list[Bus] = []
 
     def make(ns: str) -> Bus:
@@ -95,7 +100,12 @@ async def test_foreign_payloads_are_ignored(make_bus: Any) -> None:
     bus = make_bus(ns)
     listener = Listener()
     await bus.start(listener)
-    if isinstance(bus, RedisBus):
+    if isinstance(bus, RedisClusterBus):
+        cluster = cluster_client(bus._url)
+        await cluster.spublish(f"{ns}:revocation", b"\xff not json")
+        await cluster.spublish(f"{ns}:revocation", b"[1, 2]")
+        await cluster.aclose()
+    elif isinstance(bus, RedisBus):
         client = Redis.from_url(require_service("redis"))
         await client.publish(f"{ns}:revocation", b"\xff not json")
         await client.publish(f"{ns}:revocation", b"[1, 2]")
@@ -188,5 +198,7 @@ def test_bus_follows_the_store() -> None:
     assert kind("sqlite:///x.db", "postgresql") is None
     assert kind("sqlite:///x.db", "sqlite", bus="redis://127.0.0.1:6379/0") == "redis"
     assert kind("redis://127.0.0.1:6379/0", "redis", push_revocation=False) is None
+    assert kind("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/", "redis") == "redis-cluster"
+    assert kind("redis+sentinel://127.0.0.1:26379/mymaster/0", "redis") == "redis"
     with pytest.raises(ConfigurationError):
         open_bus("kafka://x", namespace="n")

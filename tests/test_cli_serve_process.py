@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -207,6 +208,63 @@ def test_two_instances_on_one_redis_share_users_sessions_keys_and_revocation(
             assert time.monotonic() < deadline, "the session-bound token outlived its session on A"
             time.sleep(0.02)
     finally:
+        async def drop() -> None:
+            store = await open_store(url, namespace=env["AUTHSTATE_NAMESPACE"])
+            await store.drop_namespace()  # type: ignore[attr-defined]
+            await store.close()
+
+        asyncio.run(drop())
+
+
+def _pids_serving(server: Server, path: str, since: int = 0) -> set[int]:
+    """Worker PIDs whose access log shows a request for ``path`` (from log line ``since``)."""
+    pids = set()
+    for line in server.output().splitlines()[since:]:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("logger") == "uvicorn.access" and f" {path} " in entry.get("message", ""):
+                pids.add(int(entry["pid"]))
+    return pids
+
+
+def test_workers_share_the_store_and_push_revocation_between_them(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    url = require_service("redis")
+    env = environment(AUTHSTATE_STORE=url, AUTHSTATE_NAMESPACE=fresh_namespace())
+    server = Server(["--workers", "2"], env, tmp_path)
+    servers.append(server)
+    server.wait_ready()
+    try:
+        assert cli(["users", "add", "carol@example.com", "--password-stdin"], env, PASSWORD + "\n").exit_code == 0
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            csrf = http.post("/auth/login", json={"email": "carol@example.com", "password": PASSWORD}).json()["csrf_token"]
+            token = http.post("/auth/token", headers={"X-CSRF-Token": csrf}).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+
+        def burst(n: int) -> list[int]:
+            """``n`` requests, each on a new connection, so the kernel hands them to
+            whichever worker accepts first."""
+            return [httpx.get(server.url + "/auth/me", headers=bearer).status_code for _ in range(n)]
+
+        assert burst(40) == [200] * 40  # every worker verified (and cached) the token
+        served = _pids_serving(server, "/auth/me")
+        assert len(served) == 2, f"requests did not reach both workers: {served}"
+
+        assert httpx.post(server.url + "/oauth/revoke", data={"token": token}).status_code == 200
+        deadline = time.monotonic() + 5  # pushed over the bus, normally within milliseconds
+        while True:
+            mark = len(server.output().splitlines())
+            if (codes := burst(40)) == [401] * 40:
+                break
+            assert time.monotonic() < deadline, f"a worker still accepts the revoked token: {codes}"
+        assert len(_pids_serving(server, "/auth/me", since=mark)) == 2  # refused by both
+        log = server.output()
+        assert '2 workers, event loop uvloop, http httptools' in log
+        assert "Traceback" not in log and token not in log
+    finally:
+        assert server.stop() == 0
+
         async def drop() -> None:
             store = await open_store(url, namespace=env["AUTHSTATE_NAMESPACE"])
             await store.drop_namespace()  # type: ignore[attr-defined]

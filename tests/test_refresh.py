@@ -13,6 +13,10 @@ from authstate.clock import FrozenClock
 from authstate.errors import InvalidGrant, RefreshReused
 from authstate.stores import Store
 from authstate.tokens.refresh import FAMILY, KIND, Grant, RefreshTokens, TokenPair, digest
+from tests.conftest import CLUSTER_BACKENDS, cluster_or_backend_store
+
+# the flows also run on a Redis Cluster (its multi-key operations are several steps)
+store = pytest.fixture(params=CLUSTER_BACKENDS)(cluster_or_backend_store)
 
 TTL, FAMILY_TTL, GRACE = 1000, 2500, 10
 

@@ -13,6 +13,10 @@ from authstate.clock import FrozenClock
 from authstate.errors import InvalidInput
 from authstate.sessions import HANDLE_LEN, Session, SessionManager, digest
 from authstate.stores import Store
+from tests.conftest import CLUSTER_BACKENDS, cluster_or_backend_store
+
+# the flows also run on a Redis Cluster (its multi-key operations are several steps)
+store = pytest.fixture(params=CLUSTER_BACKENDS)(cluster_or_backend_store)
 
 
 @pytest.fixture

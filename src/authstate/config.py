@@ -16,6 +16,7 @@ or bus URL) never appear in ``repr`` or ``str``.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -283,6 +284,20 @@ class Settings(_Group):
     def replace(self, **values: Any) -> Settings:
         """A copy with some settings changed (flat names), validated like the original."""
         return Settings.from_flat(**{**self.flat(), **values})
+
+    def to_json(self) -> str:
+        """Every setting as JSON, secrets REVEALED: only for handing the resolved settings
+        to a child process (``serve --workers``), never for a log or a file."""
+        return json.dumps({
+            name: value.get_secret_value() if isinstance(value, SecretStr)
+            else str(value) if isinstance(value, Path) else value
+            for name, value in self.flat().items()
+        })
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """The settings ``to_json`` wrote."""
+        return cls.from_flat(**json.loads(text))
 
 
 def read_values(

@@ -78,7 +78,7 @@ def _iso(ts: float) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the audit event's
+    """One JSON object per line: time, level, logger, process, message, and the audit event's
     fields when the record carries one; everything passes through ``redact``."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -86,6 +86,7 @@ class JsonFormatter(logging.Formatter):
             "ts": _iso(record.created),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker, when ``serve --workers`` runs several
         }
         event = getattr(record, AUDIT_ATTRIBUTE, None)
         if isinstance(event, dict):

@@ -9,6 +9,10 @@ import pytest
 from authstate.clock import FrozenClock
 from authstate.errors import InvalidInput, InvalidStoreURL
 from authstate.stores import Store, open_store
+from tests.conftest import CLUSTER_BACKENDS, cluster_or_backend_store
+
+# every test here also runs on a Redis Cluster started for the test run
+store = pytest.fixture(params=CLUSTER_BACKENDS)(cluster_or_backend_store)
 
 
 async def test_put_get_delete(store: Store, clock: FrozenClock) -> None:
@@ -101,6 +105,42 @@ async def test_concurrent_renames_one_wins(store: Store) -> None:
     results = await asyncio.gather(*(store.rename("session", "old", f"n{i}") for i in range(10)))
     assert sum(r is not None for r in results) == 1
     assert len(await store.list_by_user("session", "u")) == 1
+
+
+async def test_delete_by_user_catches_records_moved_meanwhile(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    """"Log out everywhere" racing session rotations and refresh rotations of the same
+    user leaves nothing of that user: a move that finishes first is deleted under its new
+    key, one that finishes later finds nothing to move (the Redis Cluster store does
+    these in several one-slot steps; this pins that the steps keep that promise)."""
+    if store.url_scheme == "postgresql":
+        # Known (found by this test, issue 15): under READ COMMITTED a DELETE … WHERE
+        # user_id does not see the row a concurrent rename INSERTs after its snapshot,
+        # so that renamed record survives. Left to the PostgreSQL store's owner.
+        request.applymarker(pytest.mark.xfail(reason="postgres rename vs delete_by_user race"))
+    for i in range(20):
+        await store.put("session", f"s{i}", {"i": i}, user_id="u")
+        await store.put("refresh", f"r{i}", {"i": i}, user_id="u")
+    moves = [store.rename("session", f"s{i}", f"s{i}-new") for i in range(20)]
+    spends = [
+        store.spend(
+            "refresh", f"r{i}", fields={"spent_at": 1.0}, new_key=f"r{i}-new",
+            new_value={"i": i}, new_expires_at=None, user_id="u",
+        )
+        for i in range(20)
+    ]
+    await asyncio.gather(
+        *moves[:10], *spends[:10],
+        store.delete_by_user("session", "u"), store.delete_by_user("refresh", "u"),
+        *moves[10:], *spends[10:],
+    )
+    assert await store.list_by_user("session", "u") == []
+    assert await store.list_by_user("refresh", "u") == []
+    for i in range(20):
+        assert await store.get("session", f"s{i}") is None
+        assert await store.get("session", f"s{i}-new") is None
+        assert await store.get("refresh", f"r{i}-new") is None
 
 
 async def test_list_and_delete_by_user(store: Store, clock: FrozenClock) -> None:

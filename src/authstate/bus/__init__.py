@@ -1,4 +1,5 @@
-"""Revocation buses chosen by URL: ``memory://``, ``redis://…``, ``postgresql://…``.
+"""Revocation buses chosen by URL: ``memory://``, ``redis://…`` (and its ``+cluster`` and
+``+sentinel`` forms), ``postgresql://…``.
 
 With no explicit ``bus`` setting, the bus follows the store, so a deployment runs no
 engine it does not already run: a Redis store publishes on the same Redis, a PostgreSQL
@@ -12,6 +13,7 @@ from authstate.bus.base import Bus, BusListener
 from authstate.config import Settings
 from authstate.errors import ConfigurationError
 from authstate.stores import redact_url
+from authstate.stores.redis_urls import CLUSTER_SCHEMES, SENTINEL_SCHEMES
 
 __all__ = ["Bus", "BusListener", "bus_for", "open_bus"]
 
@@ -26,7 +28,10 @@ def bus_for(settings: Settings, store_scheme: str) -> Bus | None:
     if store_scheme == "memory":
         return open_bus("memory://", namespace=settings.store.namespace)
     configured = settings.store.url.split("://", 1)[0].lower()
-    same_engine = {"redis": ("redis", "rediss", "unix"), "postgresql": ("postgresql", "postgres")}
+    same_engine = {
+        "redis": ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES),
+        "postgresql": ("postgresql", "postgres"),
+    }
     if configured in same_engine.get(store_scheme, ()):
         return open_bus(settings.store.url, namespace=settings.store.namespace)
     return None
@@ -39,7 +44,11 @@ def open_bus(url: str, *, namespace: str) -> Bus:
         from authstate.bus.memory import MemoryBus
 
         return MemoryBus()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in CLUSTER_SCHEMES:
+        from authstate.bus.redis_cluster import RedisClusterBus
+
+        return RedisClusterBus(url, channel=f"{namespace}:revocation")
+    if scheme in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
         from authstate.bus.redis import RedisBus
 
         return RedisBus(url, channel=f"{namespace}:revocation")
@@ -53,5 +62,5 @@ def open_bus(url: str, *, namespace: str) -> Bus:
         )
     raise ConfigurationError(
         f"unknown bus scheme in {redact_url(url)!r}; accepted: memory://, redis://, "
-        "postgresql://"
+        "redis+cluster://, redis+sentinel://, postgresql://"
     )

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Any
 
 from authstate.bus.base import JSON, BusListener, Deliver, Resubscribing, decode, encode
 from authstate.errors import AuthstateError, BusUnavailable, MissingDependencyError
+from authstate.stores.redis_urls import SENTINEL_SCHEMES
 
 try:
     from redis import exceptions as redis_errors
@@ -30,12 +32,16 @@ logger = logging.getLogger("authstate.bus")
 CONNECT_TIMEOUT = 0.5
 COMMAND_TIMEOUT = 2.0
 PING_INTERVAL = 2.0  # idle seconds before a PING; the PONG must follow within as long
-_FAILURES = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, AuthstateError)
+_FAILURES: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, AuthstateError
+)
 
 
 class RedisBus(Resubscribing):
     name = "redis"
     _failures = _FAILURES
+    _events: tuple[str, ...] = ("message",)  # reply types that carry an event
+    _dropped: tuple[str, ...] = ()  # reply types that end the subscription
 
     def __init__(self, url: str, *, channel: str) -> None:
         super().__init__("revocation bus (redis pub/sub)")
@@ -43,22 +49,26 @@ class RedisBus(Resubscribing):
         self._channel = channel
         self._publisher: Redis | None = None
 
+    def _connect(self, retries: int, **options: Any) -> Redis:
+        """A client of the server (for a Sentinel URL: of the primary the sentinels name
+        now, followed on each new connection)."""
+        settings: dict[str, Any] = {
+            "retry": Retry(NoBackoff(), retries),
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": COMMAND_TIMEOUT,
+            **options,
+        }
+        if self._url.split("://", 1)[0].lower() in SENTINEL_SCHEMES:
+            from authstate.stores.redis_sentinel import sentinel_client
+
+            return sentinel_client(self._url, **settings)
+        return Redis.from_url(self._url, **settings)
+
     def _client(self) -> Redis:
-        return Redis.from_url(
-            self._url,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-            socket_keepalive=True,
-        )
+        return self._connect(0, socket_keepalive=True)
 
     async def start(self, listener: BusListener) -> None:
-        self._publisher = Redis.from_url(
-            self._url,
-            retry=Retry(NoBackoff(), 1),
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-        )
+        self._publisher = self._connect(1)
         await self._listen(listener, name="authstate-redis-bus")
 
     async def _subscribe(self, stack: contextlib.AsyncExitStack, listener: BusListener) -> Deliver:
@@ -93,7 +103,9 @@ class RedisBus(Resubscribing):
                     raise BusUnavailable("redis did not answer a PING")
                 continue
             pinged_at = None
-            if message["type"] == "message":
+            if message["type"] in self._dropped:
+                raise BusUnavailable("redis ended the subscription")
+            if message["type"] in self._events:
                 event = decode(message["data"])
                 if event is not None:
                     listener.bus_event(event)

@@ -11,12 +11,18 @@ beats the defaults; this module and the CLI are the only readers of either.
 The store is opened once before the server starts, so a bad URL, an unreachable server or
 an unreadable config is one line on stderr and exit status 1 or 2, not a traceback; the
 server then opens its own ``AuthState`` in its event loop (the lifespan of ``web/app.py``).
+
+``--workers N`` runs N uvicorn worker processes on one socket, each with its own
+``AuthState`` on the shared store; a revocation made through one worker reaches the
+others over the store's bus, as it reaches other instances. ``memory://`` is refused with
+workers, since each would hold a separate store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import Iterator
@@ -47,6 +53,7 @@ PLAIN_KEYS_WARNING = (
     "AUTHSTATE_KEY_ENCRYPTION_KEY or AUTHSTATE_KEY_ENCRYPTION_KEY_FILE (make one with "
     "`authstate keys generate-kek`, then run `authstate keys rewrap`) to seal them at rest"
 )
+MAX_WORKERS = 64
 DEV_WARNING = (
     "development mode: the session cookie is sent without Secure and without the "
     "__Host- prefix so that it works over plain HTTP; never use it behind a public "
@@ -103,6 +110,14 @@ def load_settings(
     return settings
 
 
+def server_implementations() -> tuple[str, str]:
+    """uvloop and httptools when installed (``authstate[server]``), else asyncio and h11:
+    named explicitly so the start-up line says which ones run."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return loop, http
+
+
 async def _preflight(settings: Settings) -> None:
     """Open the store (migrating it, creating the key set on first start) and close it."""
     state = await AuthState.open(settings)
@@ -122,6 +137,10 @@ def serve_command(
         help="Development mode: non-Secure cookies for plain HTTP (off unless asked for)."
     ),
     log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING, ERROR."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=MAX_WORKERS,
+        help="Worker processes sharing the store (and its revocation bus).",
+    ),
 ) -> None:
     """Run the authstate HTTP service (API, pages, metrics)."""
     try:
@@ -130,7 +149,7 @@ def serve_command(
         raise fail(error.message) from None
     import uvicorn
 
-    from authstate.web.app import create_app, create_metrics_app
+    from authstate.web.app import WORKER_SETTINGS, create_app, create_metrics_app
 
     try:
         settings = load_settings(config, store=store, host=host, port=port, issuer=issuer,
@@ -138,6 +157,18 @@ def serve_command(
     except ConfigurationError as error:
         raise fail(error.message, EXIT_USAGE) from None
     configure_logging(settings.service.log_level)
+    if workers > 1 and settings.store.url.split("://", 1)[0].lower() == "memory":
+        raise fail(
+            "--workers needs a shared store: each worker would have its own memory:// "
+            "store (use sqlite:///…, redis://… or postgresql://…)",
+            EXIT_USAGE,
+        )
+    if workers > 1 and settings.service.metrics_listen() is not None:
+        raise fail(
+            "--workers and AUTHSTATE_METRICS_ADDRESS do not go together: each worker "
+            "would need its own metrics port; protect /metrics with AUTHSTATE_METRICS_TOKEN",
+            EXIT_USAGE,
+        )
     try:
         asyncio.run(_preflight(settings))
     except AuthstateError as error:
@@ -145,19 +176,32 @@ def serve_command(
             from None
     for warning in start_warnings(settings):
         logger.warning(warning)
-    logger.info("authstate serving on %s (store %s, issuer %s)",
-                f"{settings.service.host}:{settings.service.port}",
-                redact_url(settings.store.url), settings.tokens.issuer)
+    loop, http = server_implementations()
+    logger.info(
+        "authstate serving on %s (store %s, issuer %s, %d worker%s, event loop %s, http %s)",
+        f"{settings.service.host}:{settings.service.port}", redact_url(settings.store.url),
+        settings.tokens.issuer, workers, "" if workers == 1 else "s", loop, http,
+    )
     app = create_app(settings=settings)
     options: dict[str, Any] = {
         "log_config": None,
         "log_level": settings.service.log_level.lower(),
         "server_header": False,
+        "loop": loop,
+        "http": http,
     }
     metrics_listen = settings.service.metrics_listen()
     if metrics_listen is None:
+        target: Any = app
+        if workers > 1:
+            # uvicorn starts workers from an import string; they read the resolved
+            # settings (secrets included) from the environment it passes down
+            os.environ[WORKER_SETTINGS] = settings.to_json()
+            target = "authstate.web.app:worker_app"
         uvicorn.run(
-            app,
+            target,
+            factory=workers > 1,
+            workers=workers,
             host=settings.service.host,
             port=settings.service.port,
             proxy_headers=bool(settings.service.forwarded_allow_ips),

@@ -1,4 +1,5 @@
-"""Stores chosen by URL: ``memory://``, ``sqlite:///path.db``, ``redis://…``, ``postgresql://…``.
+"""Stores chosen by URL: ``memory://``, ``sqlite:///path.db``, ``redis://…`` (also
+``redis+cluster://…`` and ``redis+sentinel://…``), ``postgresql://…``.
 
 Backends are imported only when their scheme is asked for, so a missing driver is a
 ``MissingDependencyError`` for that backend alone.
@@ -14,7 +15,14 @@ __all__ = [
     "NAMESPACE_PATTERN", "SCHEMES", "AuditRow", "Record", "Store", "open_store", "redact_url",
 ]
 
-SCHEMES = ("memory://", "sqlite:///path.db", "redis://host:port/db", "postgresql://…")
+SCHEMES = (
+    "memory://",
+    "sqlite:///path.db",
+    "redis://host:port/db",
+    "redis+cluster://host:port,host:port/",
+    "redis+sentinel://host:port,host:port/SERVICE/db",
+    "postgresql://…",
+)
 
 
 async def open_store(
@@ -46,6 +54,14 @@ async def open_store(
         from authstate.stores.redis import RedisStore
 
         store = await RedisStore.open(url, clock=clock, namespace=namespace)
+    elif scheme in ("redis+cluster", "rediss+cluster"):
+        from authstate.stores.redis_cluster import RedisClusterStore
+
+        store = await RedisClusterStore.open(url, clock=clock, namespace=namespace)
+    elif scheme in ("redis+sentinel", "rediss+sentinel"):
+        from authstate.stores.redis_sentinel import open_sentinel_store
+
+        store = await open_sentinel_store(url, clock=clock, namespace=namespace)
     elif scheme in ("postgresql", "postgres"):
         from authstate.stores.postgres import PostgresStore
 

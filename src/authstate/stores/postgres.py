@@ -299,6 +299,11 @@ class PostgresStore:
                 broken = conn is not None and conn.broken
                 if broken:
                     self._check_pool()
+                elif conn is not None and isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+                    # A demoted primary: closed, the connection leaves the pool, and its
+                    # replacement goes through the URL's hosts again (with
+                    # target_session_attrs=read-write, to the new primary).
+                    await conn.close()
                 if not (broken and read and attempt == 1):
                     raise self._fail(doing, error) from error
             except psycopg.DataError:

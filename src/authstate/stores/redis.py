@@ -20,8 +20,10 @@ compared with the store's clock on every read (so an injected clock is obeyed). 
 receive ``now`` from that clock instead of reading Redis ``TIME`` for the same reason.
 
 Scripts compute a few key names inside (index sets, records listed in an index), which a
-single Redis or a primary with replicas accepts; Redis Cluster would need the keys of
-one user in one hash slot, which this layout does not promise.
+single Redis or a primary with replicas (``redis+sentinel://``, ``stores/redis_sentinel.py``)
+accepts and which keeps each operation one atomic script. A Redis Cluster refuses that;
+``stores/redis_cluster.py`` keeps this encoding with one-key scripts instead. A new
+operation that touches only its record (``KEYS[1]``) works on both unchanged.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from authstate.stores.base import loads as _loads
 try:
     from redis import exceptions as redis_errors
     from redis.asyncio import ConnectionPool, Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 except ImportError as missing:  # pragma: no cover - redis is a core dependency today
@@ -60,10 +63,15 @@ SCAN_COUNT = 1000
 
 # Errors that mean "the server cannot be reached or cannot take writes right now". Any
 # other RedisError is a bug (a wrong command, a wrong type) and surfaces as itself.
+# A Redis Cluster adds its own: a slot whose primary failed and is not yet replaced
+# (CLUSTERDOWN, TRYAGAIN, MASTERDOWN, no node known for the slot).
 _DOWN: Final = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ReadOnlyError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
 )
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 _GLOB = re.compile(r"([*?\[\]\\])")
@@ -358,15 +366,28 @@ class RedisStore:
         namespace: str = "authstate",
         audit_max: int = AUDIT_MAX,
     ) -> None:
-        from authstate.stores.base import redact_url
 
         # HGETALL replies stay flat lists (RESP2, no dict callback): joined as they
         # come, they are the record's JSON.
         client.connection_pool.connection_kwargs["protocol"] = 2
+        self._pool = client.connection_pool
+        self._setup(client, url=url, clock=clock, namespace=namespace, audit_max=audit_max)
+
+    def _setup(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        url: str,
+        clock: Clock | None,
+        namespace: str,
+        audit_max: int,
+    ) -> None:
+        """What every Redis deployment shares: the client, names, scripts."""
+        from authstate.stores import redact_url
+
         client.set_response_callback("HGETALL", _as_is)
         client.set_response_callback("CONFIG GET", _as_is)
         self._redis = client
-        self._pool = client.connection_pool
         self._clock = clock or SystemClock()
         self._url = redact_url(url)
         self._ns = namespace

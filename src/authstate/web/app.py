@@ -2,8 +2,11 @@
 
 ``create_app(state)`` serves an ``AuthState`` the caller opened (and will close), which is
 what tests do; ``create_app(settings=...)`` opens one from settings when the server starts
-and closes it when it stops, which is what ``serve`` does. Either way the routes reach it
-as ``request.app.state.authstate``, and nothing in ``web`` touches a store directly.
+and closes it when it stops, which is what ``serve`` does. ``serve --workers N`` runs
+``worker_app`` in each worker process instead, which reads the settings ``serve``
+resolved from the environment (uvicorn starts workers from an import string). Either way
+the routes reach it as ``request.app.state.authstate``, and nothing in ``web`` touches a
+store directly.
 
 Routers: ``auth``, ``oauth``, ``admin``, ``wellknown``, ``health`` (this service's API),
 ``pages`` (the HTML pages) and ``ops`` (``/metrics``, ``/admin/audit``), each a module
@@ -13,6 +16,7 @@ exposing ``router``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -105,3 +109,17 @@ def create_metrics_app(main: FastAPI) -> FastAPI:
     app.include_router(ops.metrics_router)
     app.dependency_overrides[get_state] = main_state
     return app
+
+
+WORKER_SETTINGS = "_AUTHSTATE_SERVE_SETTINGS"  # not AUTHSTATE_*: no settings field reads it
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --workers`` process: the settings ``serve`` resolved once
+    (flags, environment, file) and passed down as JSON, so every worker runs the same
+    configuration, with its own connections to the shared store and bus."""
+    from authstate.logs import configure_logging
+
+    settings = Settings.from_json(os.environ[WORKER_SETTINGS])
+    configure_logging(settings.service.log_level)
+    return create_app(settings=settings)
