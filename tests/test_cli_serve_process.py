@@ -232,7 +232,7 @@ def test_workers_share_the_store_and_push_revocation_between_them(
 ) -> None:
     url = require_service("redis")
     env = environment(AUTHSTATE_STORE=url, AUTHSTATE_NAMESPACE=fresh_namespace())
-    server = Server(["--workers", "2"], env, tmp_path)
+    server = Server(["--workers", "2", "--dev"], env, tmp_path)
     servers.append(server)
     server.wait_ready()
     try:

@@ -93,7 +93,7 @@ def farm(tmp_path: Path) -> Iterator[tuple[list[Server], HAProxy, dict[str, str]
         pytest.skip(message)
     url = require_service("redis")
     env = environment(AUTHSTATE_STORE=url, AUTHSTATE_NAMESPACE=fresh_namespace())
-    issuer = ["--issuer", "http://authstate.test"]
+    issuer = ["--issuer", "http://authstate.test", "--dev"]  # plain HTTP on loopback
     instances: list[Server] = []
     proxy: HAProxy | None = None
     try:
