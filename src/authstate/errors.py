@@ -33,9 +33,13 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     ├── InvalidGrant                  invalid_grant
     │   └── RefreshReused             refresh_reused
     ├── AuthenticationFailed          authentication_failed
+    │   └── AccountDisabled           account_disabled (never shown: callers get the parent)
     ├── Throttled                     throttled
     ├── Conflict                      conflict
+    ├── NotFound                      not_found
+    ├── Refused                       refused
     └── InvalidInput                  invalid_input
+        └── InvalidScope              invalid_scope
 """
 
 from __future__ import annotations
@@ -232,6 +236,14 @@ class AuthenticationFailed(AuthstateError):
     code = "authentication_failed"
 
 
+class AccountDisabled(AuthenticationFailed):
+    """The password was right but the account is disabled. Raised inside the core only
+    so that the audit trail can name the reason; every front end answers exactly as for
+    a wrong password (no enumeration), and ``AuthState`` re-raises the parent."""
+
+    code = "account_disabled"
+
+
 class Throttled(AuthstateError):
     """Too many attempts; try again later."""
 
@@ -248,7 +260,27 @@ class Conflict(AuthstateError):
     code = "conflict"
 
 
+class NotFound(AuthstateError):
+    """No such record (an unknown user ID or email, for operators)."""
+
+    code = "not_found"
+
+
+class Refused(AuthstateError):
+    """The operation is well-formed but would break an invariant (disabling, demoting or
+    deleting the last enabled admin)."""
+
+    code = "refused"
+
+
 class InvalidInput(AuthstateError):
     """The input is malformed."""
 
     code = "invalid_input"
+
+
+class InvalidScope(InvalidInput):
+    """A scope name is malformed, or a grant's scopes are no longer allowed
+    (RFC 6749 §5.2 ``invalid_scope``)."""
+
+    code = "invalid_scope"

@@ -48,7 +48,10 @@ STATUS: dict[str, int] = {
     errors.AuthenticationFailed.code: 401,
     errors.Throttled.code: 429,
     errors.Conflict.code: 409,
+    errors.NotFound.code: 404,
+    errors.Refused.code: 409,
     errors.InvalidInput.code: 422,
+    errors.InvalidScope.code: 400,
 }
 
 # Codes whose precise reason must not reach the caller (security invariant 6).
@@ -189,6 +192,8 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.Throttled):
         headers["Retry-After"] = str(exc.retry_after)
     if _is_oauth(request):
+        if isinstance(exc, errors.InvalidScope):
+            return oauth_response("invalid_scope", exc.message)
         if isinstance(exc, errors.InvalidGrant):
             return oauth_response("invalid_grant", "the grant is invalid, expired or revoked")
         if isinstance(exc, errors.Throttled):
