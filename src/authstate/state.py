@@ -215,9 +215,10 @@ class AuthState:
         session = await self.sessions.lookup(session_id)
         if session is None:
             return None
-        # The account as it is now, not a copy taken at login: a disabled user's session is refused even if it was created while the disable ran, and
-        # the identity carries the scopes the user holds at this request.
-        # (A user ID with no account here is the application's own: no scopes.)
+        # The account as it is now, not a copy taken at login (one more store read): a
+        # disabled user's session is refused, and the identity carries the scopes the
+        # user holds at this request. A user ID with no account here is the
+        # application's own (no read: the ID is not ours), with no scopes.
         user = await self.users.get(session.user_id)
         if user is not None and user.disabled:
             return None
