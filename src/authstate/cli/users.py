@@ -93,13 +93,13 @@ def list_(
         console.print_json(json.dumps([_row(u) for u in users]))
         return
     table = Table(title=f"{len(users)} user(s)")
-    for column in ("id", "email", "is_admin", "status", "scopes", "created_at"):
-        table.add_column(column)
+    for column in ("id", "email", "admin", "status", "reason", "scopes", "created_at"):
+        table.add_column(column, no_wrap=column in ("id", "email", "status"))
     for user in users:
-        status = "" if not user.disabled else (
-            f"DISABLED ({escape(user.disabled_reason)})" if user.disabled_reason else "DISABLED")
-        table.add_row(user.id, escape(user.email), "yes" if user.is_admin else "", status,
-                      " ".join(user.scopes), iso(user.created_at))
+        table.add_row(user.id, escape(user.email), "yes" if user.is_admin else "",
+                      "DISABLED" if user.disabled else "",
+                      escape(user.disabled_reason or ""), " ".join(user.scopes),
+                      iso(user.created_at))
     console.print(table)
 
 
