@@ -93,6 +93,29 @@ async def test_scopes_patch_and_bad_scope_names(api: Api) -> None:
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["code"] == "invalid_scope"
     assert (await api.state.get_user(alice.id)).scopes == ("orders:read", "orders:write")
+    r = await client.patch(f"/admin/users/{alice.id}", headers=csrf,
+                           json={"disabled": True, "scopes": ["fine", "not fine"]})
+    assert r.status_code == 400
+    assert not (await api.state.get_user(alice.id)).disabled, "all or nothing"
+
+
+async def test_a_refused_change_changes_nothing_else(api: Api) -> None:
+    root, client, csrf = await admin_client(api)
+    r = await client.patch(f"/admin/users/{root.id}", headers=csrf,
+                           json={"disabled": True, "scopes": ["orders:read"]})
+    assert r.status_code == 409
+    assert (await api.state.get_user(root.id)).scopes == ()
+
+
+async def test_token_endpoint_after_scope_removal(api: Api) -> None:
+    alice = await api.add_user(EMAIL)
+    await api.state.set_scopes(alice.id, ["orders:read"])
+    login = await api.state.login(EMAIL, PASSWORD, ip=None, user_agent=None)
+    pair = await api.state.login_tokens(alice.id, login.session, scope=("orders:read",))
+    await api.state.set_scopes(alice.id, [])
+    r = await api.client.post("/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": pair.refresh_token})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
 
 
 async def test_unknown_ids_are_404_problems(api: Api) -> None:

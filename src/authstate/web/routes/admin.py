@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from authstate.users import check_reason, check_scopes
 from authstate.web.bodies import require_json
 from authstate.web.caller import Caller, CallerDep, StateDep
 from authstate.web.problems import Problem
@@ -53,15 +54,20 @@ async def patch_user(
     user_id: str, body: AdminUserPatch, caller: CallerDep, state: StateDep
 ) -> AdminUserOut:
     require_admin(caller)
-    user = await state.get_user(user_id)
+    # All or nothing: the input is checked before any change, and the changes that can
+    # be refused (the last admin) go first; once one of them passed, the next cannot be.
     if body.scopes is not None:
-        user = await state.set_scopes(user_id, body.scopes)
+        check_scopes(body.scopes)
+    check_reason(body.reason)
+    user = await state.get_user(user_id)
     if body.is_admin is not None:
         user = await state.set_admin(user_id, body.is_admin)
     if body.disabled is True:
         user = (await state.disable_user(user_id, reason=body.reason)).user
     elif body.disabled is False and user.disabled:
         user = await state.enable_user(user_id)
+    if body.scopes is not None:
+        user = await state.set_scopes(user_id, body.scopes)
     return AdminUserOut.of(user)
 
 
