@@ -108,6 +108,7 @@ async def test_disable_ends_every_credential_and_refuses_login(state: AuthState)
     assert [e.detail["reason"] for e in failed[-3:]] == [
         "account_disabled", "bad_credentials", "account_disabled"]
     assert failed[-1].detail["via"] == "password_grant" and failed[-1].user_id == user.id
+    assert failed[-1].detail["disabled_reason"] == "chargeback fraud"
     disabled = await trail(state, "user_disabled")
     assert disabled[-1].detail["reason"] == "chargeback fraud" and disabled[-1].actor == "cli"
     assert PASSWORD not in json.dumps([repr(e) for e in failed])

@@ -323,6 +323,8 @@ class AuthState:
             }
             target = await self.users.by_email(email)  # for the trail only; the answer is one
             target_id = target.id if target is not None else None
+            if isinstance(error, AccountDisabled) and target is not None:
+                detail["disabled_reason"] = target.disabled_reason
             await self.audit.record(
                 "login_failed", ip=ip, user_agent=user_agent, detail=detail, user_id=target_id,
             )
