@@ -40,8 +40,11 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     │   ├── UnsupportedResponseType   unsupported_response_type
     │   └── InvalidRequest            invalid_request
     ├── AuthenticationFailed          authentication_failed
+    │   └── AccountDisabled           account_disabled (never shown: callers get the parent)
     ├── Throttled                     throttled
     ├── Conflict                      conflict
+    ├── NotFound                      not_found
+    ├── Refused                       refused
     └── InvalidInput                  invalid_input
 """
 
@@ -253,7 +256,9 @@ class UnauthorizedClient(OAuthRefused):
 
 
 class InvalidScope(OAuthRefused):
-    """A requested scope is unknown, malformed or not allowed to this user or client."""
+    """A requested scope is unknown, malformed or not allowed to this user or client, or
+    a grant's scopes are no longer allowed (a scope taken from the user); also a scope
+    name an operator gives that is malformed (400 everywhere)."""
 
     code = "invalid_scope"
 
@@ -282,6 +287,14 @@ class AuthenticationFailed(AuthstateError):
     code = "authentication_failed"
 
 
+class AccountDisabled(AuthenticationFailed):
+    """The password was right but the account is disabled. Raised inside the core only
+    so that the audit trail can name the reason; every front end answers exactly as for
+    a wrong password (no enumeration), and ``AuthState`` re-raises the parent."""
+
+    code = "account_disabled"
+
+
 class Throttled(AuthstateError):
     """Too many attempts; try again later."""
 
@@ -296,6 +309,19 @@ class Conflict(AuthstateError):
     """The record already exists."""
 
     code = "conflict"
+
+
+class NotFound(AuthstateError):
+    """No such record (an unknown user ID or email, for operators)."""
+
+    code = "not_found"
+
+
+class Refused(AuthstateError):
+    """The operation is well-formed but would break an invariant (disabling, demoting or
+    deleting the last enabled admin)."""
+
+    code = "refused"
 
 
 class InvalidInput(AuthstateError):

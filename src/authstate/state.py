@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal
 
@@ -32,13 +32,17 @@ from authstate.clients import Client, Clients
 from authstate.clock import Clock, SystemClock
 from authstate.config import Settings
 from authstate.errors import (
+    AccountDisabled,
     AuthenticationFailed,
     AuthstateError,
     InvalidClient,
     InvalidGrant,
     InvalidInput,
+    InvalidScope,
     InvalidToken,
     MalformedToken,
+    NotFound,
+    Refused,
     SessionNotFound,
     StoreUnavailable,
     UnauthorizedClient,
@@ -53,7 +57,7 @@ from authstate.oauth.authorization import AuthorizationRequest
 from authstate.oauth.codes import AuthorizationCodes, CodeGrant
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
-from authstate.revocation import Policies, Revocations
+from authstate.revocation import VERSION, Policies, Revocations
 from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
 from authstate.stores import Store, open_store
 from authstate.throttle import LoginThrottle
@@ -101,6 +105,15 @@ class UserRevoked:
 
     sessions: int
     families: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserDisabled:
+    """A disabled account, and what disabling it ended."""
+
+    user: User
+    revoked: UserRevoked
+
 
 logger = logging.getLogger("authstate.state")
 
@@ -203,7 +216,7 @@ class AuthState:
             store, mint=self._mint, clock=self.clock, ttl=settings.refresh.ttl,
             family_ttl=settings.refresh.family_ttl, grace=settings.refresh.grace,
             reuse_window=settings.refresh.reuse_window,
-            audit=self.audit, on_reuse=self._refresh_reused,
+            audit=self.audit, on_reuse=self._refresh_reused, authorize=self._authorize_grant,
         )
         self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
         self._started = False
@@ -216,11 +229,19 @@ class AuthState:
         session = await self.sessions.lookup(session_id)
         if session is None:
             return None
+        # The account as it is now, not a copy taken at login (one more store read): a
+        # disabled user's session is refused, and the identity carries the scopes the
+        # user holds at this request. A user ID with no account here is the
+        # application's own (no read: the ID is not ours), with no scopes.
+        user = await self.users.get(session.user_id)
+        if user is not None and user.disabled:
+            return None
         return Identity(
             user_id=session.user_id,
             method="session",
             expires_at=session.expires_at,
             sid=session.sid,
+            scope=user.scopes if user is not None else (),
             session=session,
         )
 
@@ -255,6 +276,7 @@ class AuthState:
         session_id, session = await self.sessions.create(
             user.id, ip=ip, user_agent=user_agent, data={csrf.DATA_KEY: token}
         )
+        await self._still_enabled(user.id, session, ip=ip, user_agent=user_agent, via=via)
         actor = f"user:{user.id}"
         await self.audit.record(
             "session_created", actor=actor, user_id=user.id, session=session.handle,
@@ -311,6 +333,7 @@ class AuthState:
         )
         pair = await self.login_tokens(user.id, session, scope=requested,
                                        client_id=client.id if client is not None else None)
+        await self._still_enabled(user.id, session, ip=ip, user_agent=user_agent, via=via)
         await self.audit.record(
             "login_succeeded", actor=actor, user_id=user.id, session=session.handle,
             ip=ip, user_agent=user_agent, detail={"via": via},
@@ -325,12 +348,17 @@ class AuthState:
         attempt = await self.throttle.admit(email, ip)
         try:
             user = await self.users.authenticate(email, password)
-        except AuthenticationFailed:
+        except AuthenticationFailed as error:
             verdict = self.throttle.failed(attempt)
-            detail = {"reason": "bad_credentials", "email_fp": fingerprint(email.strip().lower()),
-                      "via": via}
+            detail: dict[str, Any] = {
+                "reason": "account_disabled" if isinstance(error, AccountDisabled)
+                else "bad_credentials",
+                "email_fp": fingerprint(email.strip().lower()), "via": via,
+            }
             target = await self.users.by_email(email)  # for the trail only; the answer is one
             target_id = target.id if target is not None else None
+            if isinstance(error, AccountDisabled) and target is not None:
+                detail["disabled_reason"] = target.disabled_reason
             await self.audit.record(
                 "login_failed", ip=ip, user_agent=user_agent, detail=detail, user_id=target_id,
             )
@@ -343,9 +371,28 @@ class AuthState:
                             "account_failures": verdict.account_failures,
                             "ip_failures": verdict.ip_failures},
                 )
-            raise
+            # one answer for a disabled account and a wrong password (no enumeration)
+            raise AuthenticationFailed("wrong email or password") from None
         await self.throttle.succeeded(attempt)
         return user
+
+    async def _still_enabled(
+        self, user_id: str, session: Session, *, ip: str | None, user_agent: str | None,
+        via: str,
+    ) -> None:
+        """Re-read the account after a login wrote its session (and tokens): a disable
+        that ran between the password check and those writes missed them, so the login
+        undoes itself here. Disabling writes the flag before it ends anything, so either
+        its sweep saw this session or this read sees the flag."""
+        user = await self.users.get(user_id)
+        if user is not None and not user.disabled:
+            return
+        await self.sessions.revoke_handle(user_id, session.handle, reason="disabled")
+        await self.audit.record(
+            "login_failed", ip=ip, user_agent=user_agent, user_id=user_id,
+            detail={"reason": "account_disabled", "via": via},
+        )
+        raise AuthenticationFailed("wrong email or password")
 
     async def logout(
         self,
@@ -452,6 +499,168 @@ class AuthState:
             detail={"admin": admin, "via": via},
         )
         return user
+
+    # -- flows: accounts, for operators --------------------------------------------
+    #
+    # Every change of standing takes effect at the next request: the user record is read
+    # on every session request, opaque tokens are store records, and the user's token
+    # version (pushed like any revocation) refuses earlier JWTs at once. Each method
+    # audits what it did; ``actor`` defaults to the request's or command's origin.
+
+    async def get_user(self, user_id: str) -> User:
+        """The account with this ID, or ``NotFound``."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    async def find_user(self, email: str) -> User:
+        """The account with this email address, or ``NotFound``."""
+        user = await self.users.by_email(email)
+        if user is None:
+            raise NotFound("no user with this email address")
+        return user
+
+    async def list_users(self, *, disabled: bool | None = None) -> list[User]:
+        """Accounts, oldest first; only the disabled (or enabled) ones when asked."""
+        users = await self.users.list()
+        return [u for u in users if disabled is None or u.disabled is disabled]
+
+    async def disable_user(
+        self, user_id: str, *, reason: str | None = None, actor: str | None = None
+    ) -> UserDisabled:
+        """Suspend an account: login is refused (answered as a wrong password), and every
+        session, refresh family, opaque token and access token of the user ends, on every
+        instance within the push delay. ``Refused`` for the last enabled admin.
+
+        The flag is written first and everything is ended after it, so a login or a
+        refresh running concurrently either is swept here or sees the flag (see
+        ``_still_enabled`` and ``_authorize_grant``)."""
+        user = await self.get_user(user_id)
+        user = await self._guard_admins(
+            user, lambda: self.users.set_disabled(user_id, reason=reason),
+            rollback=lambda: self.users.set_enabled(user_id), what="disable",
+        )
+        revoked = await self.revoke_user(user_id, reason="disabled")
+        await self.audit.record(
+            "user_disabled", actor=actor, user_id=user_id,
+            detail={"reason": user.disabled_reason, "sessions": revoked.sessions,
+                    "families": revoked.families},
+        )
+        return UserDisabled(user, revoked)
+
+    async def enable_user(self, user_id: str, *, actor: str | None = None) -> User:
+        """Let the account log in again. Nothing ended by the disable comes back."""
+        await self.get_user(user_id)
+        user = await self.users.set_enabled(user_id)
+        await self.audit.record("user_enabled", actor=actor, user_id=user_id)
+        return user
+
+    async def reset_password(
+        self, user_id: str, password: str, *, actor: str | None = None
+    ) -> UserRevoked:
+        """An operator sets a new password (no current one asked): every session and
+        token of the user ends, as after a password change, but none is kept."""
+        await self.get_user(user_id)
+        await self.users.set_password(user_id, password)
+        revoked = await self.revoke_user(user_id, reason="password_reset")
+        await self.audit.record(
+            "password_reset", actor=actor, user_id=user_id,
+            detail={"sessions": revoked.sessions, "families": revoked.families},
+        )
+        return revoked
+
+    async def set_scopes(
+        self, user_id: str, scopes: object, *, actor: str | None = None
+    ) -> User:
+        """Replace the scopes the user may be granted (``InvalidScope`` for a bad name).
+
+        A removed scope stops working at the next request: sessions read the user's
+        scopes per request; opaque tokens holding it are deleted; and the user's token
+        version is bumped (pushed to every instance), so every earlier JWT is refused
+        and the client's next refresh mints the narrowed set (``_authorize_grant``).
+        Adding scopes ends nothing: new tokens carry them as they are granted."""
+        before = await self.get_user(user_id)
+        user = await self.users.set_scopes(user_id, scopes)
+        removed = sorted(set(before.scopes) - set(user.scopes))
+        added = sorted(set(user.scopes) - set(before.scopes))
+        if removed:
+            await self.opaque.revoke_scopes(user_id, frozenset(removed))
+            if self.settings.revocation.token_version:
+                version = await self.revocation.bump_version(user_id)
+                await self.audit.record(
+                    "user_version_bumped", actor=actor, user_id=user_id,
+                    detail={"reason": "scopes_removed", "ver": version},
+                )
+        await self.audit.record(
+            "user_scopes_changed", actor=actor, user_id=user_id,
+            detail={"added": added, "removed": removed},
+        )
+        return user
+
+    async def set_admin(self, user_id: str, admin: bool, *, actor: str | None = None) -> User:
+        """Grant or take away admin rights (``Refused`` for the last enabled admin).
+        Sessions read the account per request, so the change applies at the next one."""
+        user = await self.get_user(user_id)
+        if user.is_admin == admin:
+            return user
+        if admin:
+            user = await self.users.set_admin(user_id, True)
+        else:
+            user = await self._guard_admins(
+                user, lambda: self.users.set_admin(user_id, False),
+                rollback=lambda: self.users.set_admin(user_id, True), what="demote",
+            )
+        await self.audit.record("user_admin_changed", actor=actor, user_id=user_id,
+                                detail={"admin": admin})
+        return user
+
+    async def delete_user(self, user_id: str, *, actor: str | None = None) -> UserRevoked:
+        """Delete an account and everything kept about it: the user record and its email
+        mapping, sessions, refresh families, opaque tokens, throttle counters; every JWT
+        is refused (token version) and the version counter expires once no token it
+        could judge is alive. The audit trail keeps the user ID and fingerprints only.
+        ``Refused`` for the last enabled admin."""
+        user = await self.get_user(user_id)
+        if user.is_admin and not user.disabled:  # first out of the admin count, as a disable
+            await self._guard_admins(
+                user, lambda: self.users.set_disabled(user_id, reason="deleting"),
+                rollback=lambda: self.users.set_enabled(user_id), what="delete",
+            )
+        else:
+            await self.users.set_disabled(user_id, reason="deleting")
+        revoked = await self.revoke_user(user_id, reason="deleted")
+        await self.throttle.forget(user.email)
+        await self.users.delete(user_id)
+        await self.store.patch(  # keeps refusing old JWTs in store mode until they expire
+            VERSION, user_id, {}, expires_at=self.clock.now() + self.revocation.lifetime
+        )
+        await self.audit.record(
+            "user_deleted", actor=actor, user_id=user_id,
+            detail={"email_fp": fingerprint(user.email), "sessions": revoked.sessions,
+                    "families": revoked.families},
+        )
+        return revoked
+
+    async def _guard_admins(
+        self,
+        user: User,
+        change: Callable[[], Awaitable[User]],
+        *,
+        rollback: Callable[[], Awaitable[User]],
+        what: str,
+    ) -> User:
+        """Apply ``change`` (which takes ``user`` out of the enabled admins), then count:
+        if no enabled admin is left, undo it and raise ``Refused``. Counting after the
+        write, not before, means two admins disabling each other at once cannot both
+        succeed (both see zero and both undo) and there is always one left."""
+        changed = await change()
+        if not user.is_admin or user.disabled:
+            return changed
+        if not any(u.is_admin and not u.disabled for u in await self.users.list()):
+            await rollback()
+            raise Refused(f"cannot {what} the last enabled admin: make another admin first")
+        return changed
 
     async def add_client(
         self,
@@ -784,6 +993,25 @@ class AuthState:
             ver=await self._version(grant.user_id), extra=extra,
         )
         return token, float(claims["exp"])
+
+    async def _authorize_grant(self, grant: Grant) -> Grant:
+        """A refresh mints for the account as it is now: a disabled user's grant is
+        refused, and its scopes are narrowed to those the user still holds
+        (``InvalidScope`` when none of them is left). A user ID with no account here
+        is the application's own (the library takes any ID): its grant is as issued;
+        a deleted account's families are gone before its record is."""
+        user = await self.users.get(grant.user_id)
+        if user is None:
+            return grant
+        if user.disabled:
+            raise InvalidGrant()
+        if not grant.scope:
+            return grant
+        allowed = set(user.scopes)
+        scope = tuple(s for s in grant.scope if s in allowed)
+        if not scope:
+            raise InvalidScope("the scopes of this grant are no longer allowed")
+        return replace(grant, scope=scope) if scope != grant.scope else grant
 
     async def end_session_by_sid(self, user_id: str, sid: str, *, reason: str) -> None:
         """End the session ``sid`` of ``user_id`` (a stolen or revoked refresh token),

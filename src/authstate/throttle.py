@@ -121,6 +121,13 @@ class LoginThrottle:
         await self.store.decr(KIND, attempt.account_key)
         await self.store.decr(KIND, attempt.ip_key)
 
+    async def forget(self, account: str) -> None:
+        """Delete the account's counters (a deleted user): this window's and the last
+        one's, the only ones that can still be live."""
+        index, _ = self._window()
+        for i in (index, index - 1):
+            await self.store.delete(KIND, self._account_key(account, i))
+
     def _throttled(self, window_end: float) -> Throttled:
         return Throttled(
             "too many failed logins; try again later",

@@ -25,7 +25,7 @@ def parse(value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value.split(" ")
-    if len(items) > MAX_SCOPES or any(not SCOPE_PATTERN.match(item) for item in items if item):
+    if len(items) > MAX_SCOPES or any(not SCOPE_PATTERN.fullmatch(item) for item in items if item):
         raise InvalidScope("a scope is 1-64 letters, digits, colons, dots, dashes or "
                            "underscores, separated by spaces")
     return tuple(sorted({item for item in items if item}))

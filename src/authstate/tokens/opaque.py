@@ -128,6 +128,15 @@ class OpaqueTokens:
                 revoked += 1
         return revoked
 
+    async def revoke_scopes(self, user_id: str, scopes: frozenset[str]) -> int:
+        """Delete the user's tokens that carry any of ``scopes`` (taken away); how many."""
+        revoked = 0
+        for record in await self.store.list_by_user(KIND, user_id):
+            held = record.value.get("scope") or ()
+            if scopes.intersection(held) and await self.store.delete(KIND, record.key):
+                revoked += 1
+        return revoked
+
     async def revoke_user(self, user_id: str) -> int:
         """Delete every token of the user; how many."""
         return len(await self.store.delete_by_user(KIND, user_id))

@@ -127,6 +127,9 @@ ClientCheck = str | Literal[AnyClient.ANY] | None
 Mint = Callable[[Grant], Awaitable[tuple[str, float]]]
 """Issue an access token for a grant: ``(token, exp)``."""
 ReuseHook = Callable[[Grant], Awaitable[None]]
+Authorize = Callable[[Grant], Awaitable[Grant]]
+"""Re-check a grant against the account as it is now, before a rotation mints: the grant
+to mint (its scopes narrowed to what the user may still hold), or raise to refuse."""
 
 
 class RefreshTokens:
@@ -151,6 +154,7 @@ class RefreshTokens:
         reuse_window: float = 3 * 86400,
         audit: AuditLog | None = None,
         on_reuse: ReuseHook | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         if not 0 < ttl <= family_ttl:
             raise ValueError("need 0 < ttl <= family_ttl")
@@ -165,6 +169,7 @@ class RefreshTokens:
         self.reuse_window = reuse_window
         self.audit = audit
         self.on_reuse = on_reuse
+        self.authorize = authorize
 
     async def start_family(
         self,
@@ -225,6 +230,11 @@ class RefreshTokens:
         family = await self.store.get(FAMILY, grant.family)
         if family is None:
             raise InvalidGrant()
+        if self.authorize is not None:
+            # before the mint reads the user's token version: a disable that lands after
+            # this check bumps that version after the read (or deletes the token before
+            # the spend), so the pair minted here is refused either way
+            grant = await self.authorize(grant)
         now = self.clock.now()
         successor = FORMAT.mint()
         expires = now + self.ttl

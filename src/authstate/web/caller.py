@@ -125,7 +125,7 @@ def check_csrf(
 
 async def _user(state: AuthState, identity: Identity, *, token_presented: bool) -> User:
     user = await state.users.get(identity.user_id)
-    if user is None:
+    if user is None or user.disabled:  # a disabled account's credentials are all dead
         raise unauthenticated(token_presented=token_presented)
     bind_origin(actor=f"user:{user.id}")  # the request's audit events name the caller
     return user

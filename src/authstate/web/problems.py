@@ -156,6 +156,8 @@ async def _on_authstate(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.Throttled):
         headers["Retry-After"] = str(exc.retry_after)
     if _is_oauth(request):
+        if isinstance(exc, errors.InvalidScope):
+            return oauth_response("invalid_scope", exc.message)
         if isinstance(exc, errors.InvalidGrant):
             return oauth_response("invalid_grant", "the grant is invalid, expired or revoked")
         if isinstance(exc, errors.InvalidClient):  # RFC 6749 §5.2: 401 + the scheme used

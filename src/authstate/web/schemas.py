@@ -7,12 +7,12 @@ models never have a field for a password hash or a session ID.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from authstate.passwords import MAX_LENGTH
-from authstate.users import EMAIL_MAX, User
+from authstate.users import EMAIL_MAX, REASON_MAX, SCOPES_MAX, User
 
 
 def when(ts: float) -> datetime:
@@ -83,6 +83,43 @@ class AccessTokenOut(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - RFC 6749 token type
     expires_in: int
     expires_at: datetime
+
+
+class AdminUserOut(BaseModel):
+    """A user as an admin sees it (never the password hash)."""
+
+    id: str
+    email: str
+    is_admin: bool
+    scopes: list[str]
+    disabled: bool
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> AdminUserOut:
+        return cls(
+            id=user.id, email=user.email, is_admin=user.is_admin, scopes=list(user.scopes),
+            disabled=user.disabled,
+            disabled_at=when(user.disabled_at) if user.disabled_at is not None else None,
+            disabled_reason=user.disabled_reason, created_at=when(user.created_at),
+        )
+
+
+class AdminUserPatch(BaseModel):
+    """What an admin may change; each field given is applied (scopes, then admin, then
+    disabled), each through ``AuthState`` and audited. A scope name outside
+    ``[A-Za-z0-9:._-]{1,64}`` is a 400 ``invalid_scope``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool | None = None
+    reason: str | None = Field(default=None, max_length=REASON_MAX)
+    scopes: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, max_length=SCOPES_MAX
+    )
+    is_admin: bool | None = None
 
 
 class AdminRevokedOut(BaseModel):

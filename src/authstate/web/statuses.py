@@ -36,6 +36,8 @@ STATUS: dict[str, int] = {
     errors.AuthenticationFailed.code: 401,
     errors.Throttled.code: 429,
     errors.Conflict.code: 409,
+    errors.NotFound.code: 404,
+    errors.Refused.code: 409,
     errors.InvalidInput.code: 422,
 }
 
