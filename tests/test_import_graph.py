@@ -147,3 +147,39 @@ def test_the_middleware_imports_no_web_framework() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
+EDGES = ("authstate.web", "authstate.cli", "authstate.bench")
+
+
+def _under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_core_never_imports_web_or_cli() -> None:
+    """Data flows down: no core module imports ``web``, ``cli`` or ``bench``. The package
+    ``__init__`` (the public face, re-exporting ``AuthMiddleware`` lazily) is the edge."""
+    graph = import_graph()
+    upward = {
+        (module, imported)
+        for module, imports in graph.items()
+        if module != "authstate" and not _under(module, EDGES)
+        for imported in imports
+        if _under(imported, EDGES)
+    }
+    assert not upward, sorted(upward)
+
+
+def test_stores_import_only_clock_and_errors() -> None:
+    """Stores keep records, they do not decide: outside their own package they use only
+    the clock and the error tree (as the README's architecture section says)."""
+    graph = import_graph()
+    allowed = ("authstate.stores", "authstate.clock", "authstate.errors")
+    reached = {
+        (module, imported)
+        for module, imports in graph.items()
+        if _under(module, ("authstate.stores",))
+        for imported in imports
+        if not _under(imported, allowed)
+    }
+    assert not reached, sorted(reached)

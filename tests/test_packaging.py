@@ -136,6 +136,55 @@ def test_the_sqlite_store_and_its_commands_work(core: CoreVenv, tmp_path: Path) 
     assert "carol@example.com" in listed.stdout
 
 
+def test_the_asgi_middleware_runs_on_the_core_install(core: CoreVenv, tmp_path: Path) -> None:
+    """The session cookie (with CSRF) and the bearer JWT through ``AuthMiddleware``, on
+    a SQLite AuthState, with neither Starlette nor FastAPI installed."""
+    url = f"sqlite:///{tmp_path / 'mw.db'}"
+    probe = core.script(
+        "import asyncio, sys\n"
+        "from authstate import AuthMiddleware, AuthState, Settings\n"
+        "from authstate.web.middleware import BearerJWT, SessionCookie\n"
+        "async def app(scope, receive, send):\n"
+        "    seen.append((scope['user'].is_authenticated, scope['auth'].method,\n"
+        "                 scope['auth'].error))\n"
+        "async def call(mw, method, headers):\n"
+        "    scope = {'type': 'http', 'method': method, 'path': '/', 'headers': headers}\n"
+        "    await mw(scope, None, None)\n"
+        "async def main():\n"
+        f"    state = await AuthState.open(Settings.from_flat(store={url!r}, dev=True))\n"
+        "    try:\n"
+        "        user = await state.add_user('dan@example.com', 'correct horse battery 9',\n"
+        "                                    via='test')\n"
+        "        login = await state.login('dan@example.com', 'correct horse battery 9',\n"
+        "                                  ip=None, user_agent=None)\n"
+        "        token, _ = state.tokens.issue(user.id)\n"
+        "        mw = AuthMiddleware(app, authenticators=[SessionCookie(state),\n"
+        "                                                  BearerJWT(state)])\n"
+        "        cookie = f'{SessionCookie(state).cookie_name}={login.session_id}'.encode()\n"
+        "        await call(mw, 'GET', [(b'cookie', cookie)])\n"
+        "        await call(mw, 'POST', [(b'cookie', cookie)])\n"
+        "        await call(mw, 'POST', [(b'cookie', cookie),\n"
+        "                                (b'x-csrf-token', login.csrf_token.encode())])\n"
+        "        await call(mw, 'GET', [(b'authorization', f'Bearer {token}'.encode())])\n"
+        "        await call(mw, 'GET', [(b'authorization', f'Bearer {token}'.encode()),\n"
+        "                               (b'authorization', f'Bearer {token}'.encode())])\n"
+        "    finally:\n"
+        "        await state.close()\n"
+        "seen = []\n"
+        "asyncio.run(main())\n"
+        "assert not {'starlette', 'fastapi'} & set(sys.modules), sorted(sys.modules)\n"
+        "print(seen)"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str([
+        (True, "session", None),
+        (False, None, "csrf_failed"),
+        (True, "session", None),
+        (True, "jwt", None),
+        (False, None, "invalid_token"),
+    ])
+
+
 @pytest.mark.parametrize(("url", "extra"), [
     ("redis://127.0.0.1:6379/0", "redis"),
     ("postgresql://postgres@127.0.0.1:5432/test", "postgres"),

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from authstate import csrf
-from authstate.clock import numeric_date
+from authstate.clock import LEEWAY_DEFAULT, numeric_date
 from authstate.errors import (
     AuthstateError,
     BusUnavailable,
@@ -338,7 +338,7 @@ class BearerJWT:
         *,
         issuer: str,
         audience: str,
-        leeway: int = 30,
+        leeway: int = LEEWAY_DEFAULT,
         clock: Clock | None = None,
         client: JWKSClient | None = None,
     ) -> BearerJWT:

@@ -15,6 +15,10 @@ NUMERIC_DATE_MAX = 253_402_300_799
 # Clock skew a verifier accepts on exp/nbf/iat; the one bound settings and verifiers share.
 LEEWAY_DEFAULT = 30
 LEEWAY_MAX = 300  # RFC 7519 §4.1.4 allows "small" leeway; more hides clock bugs
+# Over an hour, an access token is a long-lived credential: issuing one needs an explicit
+# allow_long_lifetime, and ``authstate inspect`` warns about one.
+LONG_LIFETIME = 3600
+ACCESS_TTL_DEFAULT = 600  # 10 minutes: short enough that revocation by expiry is quick
 
 
 class Clock(Protocol):

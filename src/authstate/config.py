@@ -32,12 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from authstate.clock import LEEWAY_DEFAULT, LEEWAY_MAX
+from authstate.clock import ACCESS_TTL_DEFAULT, LEEWAY_DEFAULT, LEEWAY_MAX, LONG_LIFETIME
 from authstate.errors import ConfigurationError
 from authstate.stores import NAMESPACE_PATTERN, redact_url
 
 ENV_PREFIX = "AUTHSTATE_"
-LONG_LIFETIME = 3600  # over an hour, an access token is a long-lived credential
 # Three days: a client away over a weekend still trips reuse detection when it comes back
 # to find its token spent by a thief, while spent records (~1 KB per rotation) no longer
 # pile up for the whole 14-day refresh TTL.
@@ -116,7 +115,7 @@ class TokenSettings(_Group):
 
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "authstate"
-    access_ttl: int = Field(600, ge=10)
+    access_ttl: int = Field(ACCESS_TTL_DEFAULT, ge=10)
     allow_long_lifetime: bool = False
     leeway: int = Field(LEEWAY_DEFAULT, ge=0, le=LEEWAY_MAX)
     key_algorithm: Literal[

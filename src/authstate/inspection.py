@@ -37,6 +37,17 @@ INSPECT_MAX_BYTES = 64 * 1024  # inspect reads more than verify accepts, to expl
 TIME_CLAIMS = ("iat", "nbf", "exp", "auth_time")
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 VALID, INVALID, UNVERIFIED = "valid", "invalid", "unverified"
+
+
+def pasted_token(text: str) -> str:
+    """A token as an operator pastes it: surrounding space and an optional ``Bearer ``
+    prefix (copied with the header) dropped. One rule for the CLI and the page."""
+    text = text.strip()
+    if text[:7].lower() == "bearer ":
+        text = text[7:].strip()
+    return text
+
+
 # A guess costs one HMAC: a million HS256 guesses took 5.7 s on the 2-core CI machine.
 GUESS_MAX_WORDS = 1_000_000
 _HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from authstate.clock import Clock, SystemClock
+from authstate.clock import ACCESS_TTL_DEFAULT, LEEWAY_DEFAULT, Clock, SystemClock
 from authstate.errors import (
     ConfigurationError,
     InvalidInput,
@@ -93,8 +93,8 @@ class KeySet:
         self,
         keys: Iterable[SigningKey] = (),
         *,
-        max_token_ttl: float = 600.0,
-        leeway: float = 30.0,
+        max_token_ttl: float = ACCESS_TTL_DEFAULT,
+        leeway: float = LEEWAY_DEFAULT,
         clock: Clock | None = None,
         wrap: KeyWrap | None = None,
     ) -> None:
@@ -182,8 +182,9 @@ class KeySet:
 
     @classmethod
     def generate(
-        cls, alg: str = DEFAULT_ALGORITHM, *, now: float = 0.0, max_token_ttl: float = 600.0,
-        leeway: float = 30.0, clock: Clock | None = None,
+        cls, alg: str = DEFAULT_ALGORITHM, *, now: float = 0.0,
+        max_token_ttl: float = ACCESS_TTL_DEFAULT,
+        leeway: float = LEEWAY_DEFAULT, clock: Clock | None = None,
     ) -> KeySet:
         return cls([SigningKey.generate(alg, now=now)], max_token_ttl=max_token_ttl,
                    leeway=leeway, clock=clock)
@@ -432,7 +433,7 @@ async def save(store: Store, keyset: KeySet, *, now: float = 0.0) -> None:
 
 
 async def load(
-    store: Store, *, max_token_ttl: float = 600.0, leeway: float = 30.0,
+    store: Store, *, max_token_ttl: float = ACCESS_TTL_DEFAULT, leeway: float = LEEWAY_DEFAULT,
     clock: Clock | None = None, wrap: KeyWrap | None = None, public_only: bool = False,
 ) -> KeySet:
     """The key set as the store holds it (retired and revoked keys included, for
@@ -475,7 +476,7 @@ async def load_or_create(
     clock: Clock,
     algorithm: str = DEFAULT_ALGORITHM,
     max_token_ttl: float,
-    leeway: float = 30.0,
+    leeway: float = LEEWAY_DEFAULT,
     audit: AuditLog | None = None,
     wrap: KeyWrap | None = None,
 ) -> KeySet:

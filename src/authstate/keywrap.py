@@ -26,15 +26,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from authstate.errors import ConfigurationError, MalformedToken, UnusableKey
-from authstate.jose.jws import b64url_decode, b64url_encode
+from authstate.jose.jws import b64url_decode, b64url_text
 
 KEK_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # the GCM nonce size NIST SP 800-38D recommends
 SEALED_ALG = "A256GCM"
-
-
-def _b64(data: bytes) -> str:
-    return b64url_encode(data).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -46,7 +42,7 @@ def _unb64(text: str) -> bytes:
 
 def fingerprint(kek: bytes) -> str:
     """A short public name for a KEK (to find which one sealed a record)."""
-    return _b64(hashlib.sha256(b"authstate-kek\0" + kek).digest()[:8])
+    return b64url_text(hashlib.sha256(b"authstate-kek\0" + kek).digest()[:8])
 
 
 class KeyWrap:
@@ -103,7 +99,8 @@ class KeyWrap:
         nonce = secrets.token_bytes(NONCE_BYTES)
         plain = json.dumps(dict(jwk), separators=(",", ":"), sort_keys=True).encode()
         sealed = self._keks[self.current].encrypt(nonce, plain, aad)
-        return {"alg": SEALED_ALG, "kek": self.current, "iv": _b64(nonce), "ct": _b64(sealed)}
+        return {"alg": SEALED_ALG, "kek": self.current, "iv": b64url_text(nonce),
+                "ct": b64url_text(sealed)}
 
     def open(self, sealed: Mapping[str, Any], *, aad: bytes) -> dict[str, Any]:
         """The private JWK; ``UnusableKey`` when no configured KEK opens it."""
@@ -125,4 +122,4 @@ class KeyWrap:
 
 def generate_kek() -> str:
     """A new KEK, as the setting takes it."""
-    return _b64(secrets.token_bytes(KEK_BYTES))
+    return b64url_text(secrets.token_bytes(KEK_BYTES))

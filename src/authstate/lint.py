@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from authstate.clock import LONG_LIFETIME
 from authstate.jose.weakkeys import weak_secret_reason
 
 Severity = Literal["error", "warning", "info"]
 
-LONG_LIFETIME = 3600
 LARGE_TOKEN = 1024
 PERSONAL_CLAIMS = frozenset(
     {

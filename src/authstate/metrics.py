@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import (
@@ -36,7 +35,6 @@ LOGIN_OUTCOMES = ("succeeded", "failed", "throttled")
 REVOCATION_KINDS = ("session", "token", "family", "user")
 TOKEN_KINDS = ("access", "refresh", "opaque")
 VERIFY_METHODS = ("session", "jwt", "opaque")
-KEY_EVENTS = ("generated", "rotated", "retired")
 THROTTLE_SCOPES = ("account", "ip", "other")
 # Verify is tens of microseconds for a JWT, a network round trip for a store read.
 VERIFY_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.25)
@@ -193,15 +191,6 @@ class Metrics:
     def observe_verify(self, method: str, seconds: float) -> None:
         child = self._verify_by_method.get(method) or self._verify_by_method["jwt"]
         child.observe(seconds)
-
-    @contextmanager
-    def time_verify(self, method: str) -> Iterator[None]:
-        """Time the block as one verification of ``method`` (success or failure)."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.observe_verify(method, time.perf_counter() - start)
 
     def store_error(self, operation: str) -> None:
         self.store_errors.labels(operation[:32]).inc()

@@ -102,18 +102,6 @@ async def load(port: int, request: bytes, *, connections: int, seconds: float) -
     )
 
 
-async def status_of(port: int, request: bytes) -> int:
-    """One request on a fresh connection; its status."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        writer.write(request)
-        return await read_response(reader)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 class BenchServer:
     """The server process: started with the model list, it mints its own credentials
     (``spares`` per model for revocation runs) and reports them with its port."""

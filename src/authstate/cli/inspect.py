@@ -28,6 +28,7 @@ from authstate.inspection import (
     decode,
     escape_text,
     jwe_header,
+    pasted_token,
     report,
 )
 from authstate.jose.algorithms import ALGORITHMS
@@ -288,9 +289,7 @@ def _inspect(
     if key is not None and not key.is_file():
         raise Usage(f"no key file at {key}")
     now = parse_instant(at) if at is not None else datetime.now(UTC).timestamp()
-    text = (sys.stdin.read() if stdin_token else token).strip()
-    if text.lower().startswith("bearer "):
-        text = text[7:].strip()
+    text = pasted_token(sys.stdin.read() if stdin_token else token)
     guesses = _read_wordlist(wordlist_path) if wordlist_path is not None else []
     words = [word.decode("utf-8", "replace") for word in guesses]
     try:

@@ -16,7 +16,6 @@ import typer
 from rich.table import Table
 
 from authstate import keystore, keywrap
-from authstate.audit import AuditLog
 from authstate.cli.runner import (
     EXIT_USAGE,
     JsonOption,
@@ -67,18 +66,16 @@ def _row(key: SigningKey, now: float) -> dict[str, Any]:
     }
 
 
-def _wrap(settings: Settings) -> keywrap.KeyWrap | None:
-    kek = settings.tokens.key_encryption_key
-    return keywrap.KeyWrap.from_settings(None if kek is None else kek.get_secret_value(),
-                                         settings.tokens.key_encryption_key_file)
-
-
 def _check_alg(alg: str | None) -> None:
     if alg is not None and alg not in ALGORITHMS:
         raise fail(f"unknown algorithm {alg!r}; one of {', '.join(ALGORITHMS)}", EXIT_USAGE)
 
 
 async def _with_store(store: str | None, action: Callable[[Settings, Store], Awaitable[T]]) -> T:
+    """Open the raw store, not an AuthState, for the read-only ``list`` and
+    ``export-jwks``: they read public halves only, so they work without the KEK (and
+    without creating a key set on an empty store), as documented. Every command that
+    writes goes through an AuthState flow."""
     settings = load_settings(env=os.environ, store=store)
     opened = await open_store(settings.store.url, clock=SystemClock(),
                               namespace=settings.store.namespace)
@@ -116,15 +113,13 @@ def generate(
         _print([key], as_json, f"wrote {key.alg} key {key.kid} to {out}")
         return
 
-    async def action(settings: Settings, opened: Store) -> list[SigningKey]:
-        keyset = await keystore.load_or_create(
-            opened, clock=SystemClock(), algorithm=alg or settings.tokens.key_algorithm,
-            max_token_ttl=settings.tokens.access_ttl, leeway=settings.tokens.leeway,
-            audit=AuditLog(opened, SystemClock()), wrap=_wrap(settings),
-        )
-        return keyset.all()
+    # Opening the AuthState is the flow: its start creates the key set when the store has
+    # none (sealed under the KEK, audited as ``key_generated``, the version bumped) and
+    # loads it otherwise; --alg only chooses the first key's algorithm.
+    async def action(state: AuthState) -> list[SigningKey]:
+        return state.keys.all()
 
-    keys = run(_with_store(store, action))
+    keys = run(with_state(store, action, key_algorithm=alg))
     _print(keys, as_json, "signing keys")
 
 

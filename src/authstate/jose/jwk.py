@@ -44,7 +44,7 @@ from authstate.jose.algorithms import (
 from authstate.jose.algorithms import signer as prepare_signer
 from authstate.jose.algorithms import spec as algorithm
 from authstate.jose.algorithms import verifier as prepare_verifier
-from authstate.jose.jws import b64url_decode, b64url_encode
+from authstate.jose.jws import b64url_decode, b64url_text
 from authstate.jose.weakkeys import (
     RSA_MIN_BITS,
     SSH_PREFIXES,
@@ -64,10 +64,6 @@ ENDED = (RETIRED, REVOKED)
 KeyState = Literal["published", "signing", "verify_only", "retired", "revoked"]
 
 KID_MAX = 128
-
-
-def _b64(data: bytes) -> str:
-    return b64url_encode(data).decode("ascii")
 
 
 def _member(jwk: Mapping[str, Any], name: str) -> bytes:
@@ -109,7 +105,7 @@ def thumbprint(public_jwk: Mapping[str, Any]) -> str:
     canonical = json.dumps(
         {name: public_jwk[name] for name in required}, separators=(",", ":"), sort_keys=True
     )
-    return _b64(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return b64url_text(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +207,7 @@ class SigningKey:
     def private_jwk(self) -> dict[str, Any]:
         """The full JWK including private members; for the store and key files only."""
         if self.secret is not None:
-            return {"kty": "oct", "k": _b64(self.secret), "alg": self.alg, "kid": self.kid}
+            return {"kty": "oct", "k": b64url_text(self.secret), "alg": self.alg, "kid": self.kid}
         if self.private_key is None:
             raise ConfigurationError(f"key {self.kid} has no private part")
         if isinstance(self.private_key, ed25519.Ed25519PrivateKey):
@@ -280,7 +276,7 @@ class SigningKey:
             raise WeakKeyError(reason)
         return cls(
             kid=_check_kid(kid) if kid is not None else thumbprint(
-                {"kty": "oct", "k": _b64(raw)}
+                {"kty": "oct", "k": b64url_text(raw)}
             ),
             alg=alg,
             verify_signature=hmac_verifier(raw, spec),
@@ -485,18 +481,18 @@ def _alg_for_object(key: object) -> str:
 def _public_members(public: PublicKey) -> dict[str, Any]:
     if isinstance(public, ed25519.Ed25519PublicKey):
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_text(raw)}
     if isinstance(public, ec.EllipticCurvePublicKey):
         numbers = public.public_numbers()
         crv = CURVE_NAMES[public.curve.name]
         size = (public.curve.key_size + 7) // 8
         return {
             "kty": "EC", "crv": crv,
-            "x": _b64(numbers.x.to_bytes(size)), "y": _b64(numbers.y.to_bytes(size)),
+            "x": b64url_text(numbers.x.to_bytes(size)), "y": b64url_text(numbers.y.to_bytes(size)),
         }
     numbers_rsa = public.public_numbers()
     return {
         "kty": "RSA",
-        "n": _b64(numbers_rsa.n.to_bytes((numbers_rsa.n.bit_length() + 7) // 8)),
-        "e": _b64(numbers_rsa.e.to_bytes((numbers_rsa.e.bit_length() + 7) // 8)),
+        "n": b64url_text(numbers_rsa.n.to_bytes((numbers_rsa.n.bit_length() + 7) // 8)),
+        "e": b64url_text(numbers_rsa.e.to_bytes((numbers_rsa.e.bit_length() + 7) // 8)),
     }

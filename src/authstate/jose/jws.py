@@ -101,6 +101,11 @@ def b64url_encode(data: bytes) -> bytes:
     return _b2a(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
 
 
+def b64url_text(data: bytes) -> str:
+    """``b64url_encode`` as text, for JSON members (a JWK's ``n``, a sealed key)."""
+    return b64url_encode(data).decode("ascii")
+
+
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 

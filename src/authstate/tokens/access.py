@@ -19,7 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from authstate.clock import LEEWAY_DEFAULT, LEEWAY_MAX, Clock, numeric_date
+from authstate.clock import (
+    ACCESS_TTL_DEFAULT,
+    LEEWAY_DEFAULT,
+    LEEWAY_MAX,
+    LONG_LIFETIME,
+    Clock,
+    numeric_date,
+)
 from authstate.errors import (
     ConfigurationError,
     InvalidAudience,
@@ -42,8 +49,6 @@ if TYPE_CHECKING:
     from authstate.jose.jwk import SigningKey
     from authstate.keystore import KeySet
 
-TTL_DEFAULT = 600  # 10 minutes
-TTL_LONG = 3600  # beyond this a lifetime needs allow_long_lifetime=True
 TOKEN_TYPE = "at+jwt"  # noqa: S105 -- RFC 9068 §2.1: explicit typing of access tokens
 CACHE_SIZE = 10_000
 
@@ -191,7 +196,7 @@ class AccessTokens:
         issuer: str,
         audience: str,
         clock: Clock,
-        ttl: int = TTL_DEFAULT,
+        ttl: int = ACCESS_TTL_DEFAULT,
         allow_long_lifetime: bool = False,
         leeway: int = LEEWAY_DEFAULT,
         cache_size: int = CACHE_SIZE,
@@ -205,9 +210,9 @@ class AccessTokens:
             raise ConfigurationError("an audience is required")
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
             raise ConfigurationError("ttl is a whole number of seconds, at least 1")
-        if ttl > TTL_LONG and not allow_long_lifetime:
+        if ttl > LONG_LIFETIME and not allow_long_lifetime:
             raise ConfigurationError(
-                f"an access token lifetime over {TTL_LONG} s needs allow_long_lifetime=True"
+                f"an access token lifetime over {LONG_LIFETIME} s needs allow_long_lifetime=True"
             )
         if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or not (
             0 <= leeway <= LEEWAY_MAX

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from authstate.clock import Clock, SystemClock
+from authstate.clock import ACCESS_TTL_DEFAULT, Clock, SystemClock
 from authstate.errors import InvalidInput
 from authstate.randomtoken import PrefixedToken
 from authstate.randomtoken import digest as digest  # re-exported: the stored form
@@ -66,7 +66,9 @@ class OpaqueTokens:
     very next request everywhere, and clients that learn nothing from the token. They
     pay one store read per request for it; the JWT path pays none."""
 
-    def __init__(self, store: Store, *, clock: Clock | None = None, ttl: float = 600) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock | None = None, ttl: float = ACCESS_TTL_DEFAULT
+    ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.ttl = ttl

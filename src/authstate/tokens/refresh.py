@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from authstate.audit import AuditLog
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidGrant, InvalidScope, MalformedToken, RefreshReused
-from authstate.jose.jws import b64url_decode, b64url_encode
+from authstate.jose.jws import b64url_decode, b64url_text
 from authstate.randomtoken import PrefixedToken
 from authstate.randomtoken import digest as digest  # re-exported: the stored form
 from authstate.stores.base import JSON, Record, Store
@@ -349,7 +349,7 @@ def _seal(token: str, key: str, pair: TokenPair) -> str:
         separators=(",", ":"),
     ).encode()
     sealed = _key(token).encrypt(nonce, plain, key.encode("ascii"))
-    return b64url_encode(nonce + sealed).decode("ascii")
+    return b64url_text(nonce + sealed)
 
 
 def _open(token: str, key: str, blob: Any) -> TokenPair | None:

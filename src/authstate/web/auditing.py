@@ -12,13 +12,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from authstate.audit import bind_origin, reset_origin
+from authstate.sessions import USER_AGENT_MAX  # the one bound on a kept User-Agent
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-USER_AGENT_MAX = 512
 
 
 class AuditOrigin:

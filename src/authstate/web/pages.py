@@ -421,10 +421,9 @@ async def inspect_submit(request: Request) -> Response:
     if isinstance(posted, Response):
         return posted
     visitor, form = posted
-    pasted = form.get("token", "").strip()
-    if pasted[:7].lower() == "bearer ":
-        pasted = pasted[7:]
-    token = "".join(pasted.split())
+    from authstate.inspection import pasted_token
+
+    token = "".join(pasted_token(form.get("token", "")).split())
     context: dict[str, Any] = {"visitor": visitor, "csrf_token": visitor.csrf_token,
                                "token": token, "report": None}
     if token:
