@@ -383,7 +383,7 @@ class RedisStore:
         audit_max: int,
     ) -> None:
         """What every Redis deployment shares: the client, names, scripts."""
-        from authstate.stores import redact_url
+        from authstate.stores.base import redact_url
 
         client.set_response_callback("HGETALL", _as_is)
         client.set_response_callback("CONFIG GET", _as_is)

@@ -43,7 +43,7 @@ class HostsURL:
 def parse(url: str) -> HostsURL:
     """Read a ``redis+cluster://`` or ``redis+sentinel://`` URL; ``InvalidStoreURL``
     (without the password) when it is not one."""
-    from authstate.stores import redact_url
+    from authstate.stores.base import redact_url
 
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
