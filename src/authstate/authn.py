@@ -496,13 +496,16 @@ def trusting(
     client_secret: str | None = None,
     issuer: str | None = None,
     audience: str = "authstate",
+    jwks: JWKSClient | None = None,
 ) -> list[BearerJWT | Introspection]:
     """The authenticators of another service that trusts ``authstate serve`` at
-    ``auth_url``: its JWTs verified locally with the keys it publishes and, given a
+    ``auth_url``: its JWTs verified locally with the keys it publishes (``jwks``: a
+    client for its ``/.well-known/jwks.json`` with other cache settings) and, given a
     client's credentials, any other Bearer token asked of its introspection endpoint.
     The app closes each (``aclose``) when it stops."""
     authenticators: list[BearerJWT | Introspection] = [BearerJWT.from_jwks(
-        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience
+        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience,
+        client=jwks,
     )]
     if client_id and client_secret:
         authenticators.append(Introspection(

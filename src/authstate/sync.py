@@ -131,8 +131,19 @@ class Portal:
         close: Callable[[T], Awaitable[None]] | None = None,
     ) -> Resource[T]:
         """A value opened on this loop on first use, once per process (see ``Resource``),
-        and closed (``close(value)``) when the portal closes."""
-        resource = Resource(self, open, close)
+        and closed (``close(value)``, on the loop) when the portal closes."""
+        return self._register(Resource(self, open, close))
+
+    def resource_built(
+        self,
+        build: Callable[[], T],
+        close: Callable[[T], Awaitable[None]] | None = None,
+    ) -> Resource[T]:
+        """As ``resource``, but built by a plain function in the first calling thread
+        (which may itself call the portal, e.g. ``sync.state``)."""
+        return self._register(Resource(self, None, close, build=build))
+
+    def _register(self, resource: Resource[T]) -> Resource[T]:
         with self._lock:
             self._resources.append(resource)
         return resource
@@ -198,11 +209,14 @@ class Resource(Generic[T]):
     def __init__(
         self,
         portal: Portal,
-        open: Callable[[], Awaitable[T]],
+        open: Callable[[], Awaitable[T]] | None,
         close: Callable[[T], Awaitable[None]] | None,
+        *,
+        build: Callable[[], T] | None = None,
     ) -> None:
         self.portal = portal
         self._open = open
+        self._build = build
         self._close = close
         self._value: T | None = None
         self._opened = False
@@ -213,7 +227,11 @@ class Resource(Generic[T]):
             return cast(T, self._value)  # not "if value is None": T itself may be None
         with self._lock:
             if not self._opened:
-                value = self.portal.call(self._open)
+                if self._open is not None:
+                    value = self.portal.call(self._open)
+                else:
+                    assert self._build is not None
+                    value = self._build()
                 self._value, self._opened = value, True
                 return value
             return cast(T, self._value)
@@ -221,6 +239,14 @@ class Resource(Generic[T]):
     @property
     def opened(self) -> bool:
         return self._opened
+
+    def close(self) -> None:
+        """Close the value now (it is opened again on next use)."""
+        loop = self.portal._loop
+        if loop is not None and self.portal.running:
+            self._close_on(loop)
+        else:
+            self._forget()
 
     def _close_on(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -387,9 +413,7 @@ class SyncAuthState:
 
     def close(self) -> None:
         """Close the ``AuthState`` (not the portal, which other users may share)."""
-        resource = self._state
-        if resource.opened and self.portal.running and self.portal._loop is not None:
-            resource._close_on(self.portal._loop)
+        self._state.close()
 
     def __enter__(self) -> SyncAuthState:
         return self
