@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from authstate.authn import BearerJWT, Introspection, SessionCookie
+from authstate.authn import Authenticator, BearerJWT, Introspection, SessionCookie
 from authstate.clock import FrozenClock, SystemClock
 from authstate.config import Settings
 from authstate.flask import Authstate, current_identity, login_required
@@ -180,11 +180,15 @@ def test_close_leaves_no_thread(service: LiveService) -> None:
     portal = Portal(name="authstate-test-portal")
     app = Flask("closing")
     url = service.url
-    auth = Authstate(app, portal=portal, authenticators=lambda: [
-        BearerJWT.from_jwks(f"{url}/.well-known/jwks.json", issuer=url, audience="authstate"),
-        Introspection(f"{url}/oauth/introspect", client_id=service.env["TEST_CLIENT_ID"],
-                      client_secret=service.env["TEST_CLIENT_SECRET"]),
-    ])
+
+    def both() -> list[Authenticator]:  # each with an HTTP client to close
+        return [
+            BearerJWT.from_jwks(f"{url}/.well-known/jwks.json", issuer=url, audience="authstate"),
+            Introspection(f"{url}/oauth/introspect", client_id=service.env["TEST_CLIENT_ID"],
+                          client_secret=service.env["TEST_CLIENT_SECRET"]),
+        ]
+
+    auth = Authstate(app, portal=portal, authenticators=both)
 
     @app.get("/me")
     @login_required
