@@ -92,6 +92,10 @@ def create_session_app(settings: dict[str, Any] | None = None) -> Flask:
     auth = Authstate(app)
     cookie = session_cookie_name(Settings(**values))
 
+    @app.get("/ping")
+    def ping() -> Any:
+        return {"ok": True}
+
     @app.post("/login")
     def login() -> Any:
         try:
@@ -138,11 +142,15 @@ def create_session_app(settings: dict[str, Any] | None = None) -> Flask:
 
 
 def _from_environment() -> Flask:
+    extra = {}
+    if os.environ.get("AUTHSTATE_JWKS_MIN_REFRESH_INTERVAL"):
+        extra["JWKS_MIN_REFRESH_INTERVAL"] = os.environ["AUTHSTATE_JWKS_MIN_REFRESH_INTERVAL"]
     return create_app(
         os.environ.get("AUTHSTATE_URL", "http://127.0.0.1:8000").rstrip("/"),
         client_id=os.environ.get("AUTHSTATE_CLIENT_ID"),
         client_secret=os.environ.get("AUTHSTATE_CLIENT_SECRET"),
         issuer=os.environ.get("AUTHSTATE_ISSUER"),
+        **extra,
     )
 
 
