@@ -328,6 +328,7 @@ class BearerJWT:
 
     def __init__(self, state: AuthState) -> None:
         self._verify: Callable[[str], Awaitable[Identity]] = state.authenticate_bearer
+        self._cached: Callable[[str], Identity | None] = state.authenticate_cached
         self._jwks: JWKSClient | None = None
 
     @classmethod
@@ -357,10 +358,28 @@ class BearerJWT:
         async def verify(token: str) -> Identity:
             return _identity_from_claims(await jwks.verify(tokens, token), "jwt")
 
+        def cached(token: str) -> Identity | None:
+            claims = tokens.cached(token) if jwks.fresh else None
+            return _identity_from_claims(claims, "jwt") if claims is not None else None
+
         self = cls.__new__(cls)
         self._verify = verify
+        self._cached = cached
         self._jwks = jwks
         return self
+
+    def cached(self, credentials: Credentials) -> Identity | None:
+        """What ``authenticate`` would return, when it can be told without awaiting (the
+        request's JWT is in the verified-token cache, the keys are fresh, revocation is
+        in memory: ``AuthState.authenticate_cached``); None means "await authenticate",
+        never "invalid". Callable from any thread: the sync face's fast path."""
+        token = credentials.bearer
+        if token is None or not _looks_like_jwt(token):
+            return None
+        try:
+            return self._cached(token)
+        except InvalidToken:
+            return None
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
         token = credentials.bearer
@@ -555,6 +574,19 @@ class Authentication:
     def session_cookie(self) -> SessionCookie | None:
         """The session-cookie authenticator among them, if any."""
         return next((a for a in self.authenticators if isinstance(a, SessionCookie)), None)
+
+    def decided_now(self, credentials: Credentials) -> AuthInfo | None:
+        """The verdict, when the first authenticator can give a success without awaiting
+        (``BearerJWT.cached``): then the full run would end there with the same answer.
+        None otherwise: await the call. For sync code, which skips a hop to the event
+        loop on the common path (a JWT seen before)."""
+        cached = getattr(self.authenticators[0], "cached", None)
+        if cached is None or (self.bearer_decides and credentials.bearer_error):
+            return None
+        identity: Identity | None = cached(credentials)
+        if identity is None:
+            return None
+        return AuthInfo(identity=identity, scopes=(AUTHENTICATED, *identity.scope), bearer=True)
 
     async def __call__(self, credentials: Credentials) -> AuthInfo:
         authenticators = self.authenticators

@@ -58,6 +58,7 @@ from authstate.state import AuthState
 if TYPE_CHECKING:
     from authstate.clock import Clock
     from authstate.config import Settings
+    from authstate.identity import Identity
 
 __all__ = ["Portal", "Resource", "SyncAuthState", "default_portal"]
 
@@ -387,9 +388,17 @@ class SyncAuthState:
         state = self.state
         return self.portal.call(fn, state)
 
+    def authenticate_bearer(self, token: object) -> Identity:
+        """``AuthState.authenticate_bearer``: in this thread for a JWT it has already
+        verified (``authenticate_cached``: no hop to the loop), else on the portal."""
+        if isinstance(token, str):
+            identity = self.state.authenticate_cached(token)
+            if identity is not None:
+                return identity
+        return self.call(AuthState.authenticate_bearer, token)
+
     # who is calling
     authenticate_session = _Delegate(AuthState.authenticate_session)
-    authenticate_bearer = _Delegate(AuthState.authenticate_bearer)
     introspect = _Delegate(AuthState.introspect)
     # logging in and out
     login = _Delegate(AuthState.login)

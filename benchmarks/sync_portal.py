@@ -1,0 +1,90 @@
+"""What a call through the portal (``authstate.sync``) costs beside calling directly.
+
+    .venv/bin/python benchmarks/sync_portal.py [--calls 20000] [--threads 1 4]
+
+Three ways to run the same verification of a cached, session-bound EdDSA access token
+(``AuthState.authenticate_bearer`` on the memory store, push revocation): awaited on the
+loop itself (the floor, what the ASGI middleware pays), through ``Portal.call`` from one
+or several threads (the sync face), and ``asyncio.run`` per call (what the issue's user
+tried: a new loop per call, and it breaks once a connection outlives its loop). Medians
+of wall time per call in µs, and the process's CPU time per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from authstate.config import Settings
+from authstate.state import AuthState
+from authstate.sync import Portal, SyncAuthState
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 4])
+    args = parser.parse_args()
+    settings = Settings(store="memory://", issuer="http://127.0.0.1:9", dev=True,
+                        password_time_cost=1, password_memory_kib=1024)
+    with Portal() as portal:
+        sync = SyncAuthState(settings, portal=portal)
+        sync.add_user("bench@example.com", "correct horse battery staple", via="bench")
+        login = sync.login("bench@example.com", "correct horse battery staple", ip=None,
+                           user_agent=None)
+        token, _ = sync.issue_for_session(login.session)
+        state = sync.state
+        n = args.calls
+
+        async def on_loop() -> float:
+            start = time.perf_counter()
+            for _ in range(n):
+                await state.authenticate_bearer(token)
+            return time.perf_counter() - start
+
+        rows = [("awaited on the loop (floor)", *timed(lambda: portal.call(on_loop), n))]
+        for threads in args.threads:
+            def through_portal(threads: int = threads) -> float:
+                start = time.perf_counter()
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda _: sync.authenticate_bearer(token), range(n)))
+                return time.perf_counter() - start
+
+            rows.append((f"Portal.call, {threads} thread(s)", *timed(through_portal, n)))
+
+        def asyncio_run() -> float:  # memory store: nothing bound to a loop, so it runs
+            start = time.perf_counter()
+            for _ in range(n // 10):
+                asyncio.run(_verify(state, token))
+            return (time.perf_counter() - start) * 10
+
+        rows.append(("asyncio.run per call", *timed(asyncio_run, n)))
+        sync.close()
+    print(f"{n} calls each; wall and CPU per call, median of 3")
+    for name, wall, cpu in rows:
+        print(f"{name:<32} {wall:8.1f} µs wall {cpu:8.1f} µs CPU")
+
+
+async def _verify(state: AuthState, token: str) -> None:
+    await state.authenticate_bearer(token)
+
+
+def timed(run: object, n: int) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(3):
+        cpu0 = time.process_time()
+        wall = run()  # type: ignore[operator]
+        cpus.append((time.process_time() - cpu0) / n * 1e6)
+        walls.append(wall / n * 1e6)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+if __name__ == "__main__":
+    main()
