@@ -12,9 +12,15 @@ live on one loop and serve every thread, and no loop is created per request.
 
 Why a hand-written thread and not ``anyio.from_thread.start_blocking_portal``: the core
 install does not carry anyio (it comes with Starlette, in the ``server`` extra), and the
-part we need is twenty lines over the standard library. The hop costs one thread
-handoff each way; ``benchmarks/sync_portal.py`` measures it beside a direct call
-(about 40-60 µs on the 2-core CI machine, against a Flask request's ~1 ms).
+part we need is a few lines over the standard library.
+
+The hop is not free: two thread switches, about 80-110 µs of CPU per call on the 2-core
+machine where ``benchmarks/sync_portal.py`` ran (the same cached verification awaited on
+the loop: 4 µs; ``asyncio.run`` per call: as dear, and broken). So the common request, a
+JWT already verified, skips it: ``SyncAuthState.authenticate_bearer`` and the WSGI
+adapters first ask ``AuthState.authenticate_cached`` (a hash and dictionary reads in the
+calling thread, the revocation copy re-checked; 17 µs through a thread pool in the same
+run) and hop only on a miss, for an opaque token, a session, or outside push revocation.
 
 Lifecycle: the portal starts on first use, stops on ``close()`` and at interpreter exit
 (``atexit``), and after ``fork`` (gunicorn's ``--preload``) the child starts a fresh
