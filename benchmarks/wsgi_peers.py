@@ -34,6 +34,7 @@ cost over the unprotected endpoint with a cached token.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -126,10 +127,8 @@ def cpu_ns(root: int) -> int:
     total = 0
     for pid in pids(root):
         for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 total += int((task / "schedstat").read_text().split()[0])
-            except (FileNotFoundError, ProcessLookupError):
-                pass
     return total
 
 

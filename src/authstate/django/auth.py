@@ -12,13 +12,13 @@ from authstate.extras import require
 
 require("django")
 
-from django.conf import settings  # noqa: E402
-from django.core.signals import setting_changed  # noqa: E402
-from django.http import HttpRequest, HttpResponse  # noqa: E402
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
 
-from authstate.authn import AuthInfo  # noqa: E402
-from authstate.identity import Identity  # noqa: E402
-from authstate.wsgi import AUTH_KEY, IDENTITY_KEY, Refusal, RequestAuthenticator  # noqa: E402
+from authstate.authn import AuthInfo
+from authstate.identity import Identity
+from authstate.wsgi import AUTH_KEY, IDENTITY_KEY, Refusal, RequestAuthenticator
 
 
 @functools.cache

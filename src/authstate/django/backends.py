@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from authstate.extras import require
+
+require("django")
+
 from django.http import HttpRequest
 
 from authstate.django.auth import AuthstateUser, auth_info, authenticator

@@ -16,7 +16,15 @@ authenticated change without its CSRF token → 403, an outage → 503 with ``Re
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import Any
+
+from authstate.errors import MissingDependencyError
+from authstate.extras import require
+
+require("django")
+if find_spec("rest_framework") is None:
+    raise MissingDependencyError("djangorestframework", "django")
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication

@@ -16,6 +16,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from authstate.extras import require
+
+require("django")
+
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 

@@ -31,13 +31,13 @@ from authstate.extras import require
 
 require("flask")
 
-from flask import Flask, Response, current_app, request  # noqa: E402
-from werkzeug.local import LocalProxy  # noqa: E402
+from flask import Flask, Response, current_app, request
+from werkzeug.local import LocalProxy
 
-from authstate.authn import AuthInfo  # noqa: E402
-from authstate.identity import Identity  # noqa: E402
-from authstate.sync import Portal, SyncAuthState  # noqa: E402
-from authstate.wsgi import (  # noqa: E402
+from authstate.authn import AuthInfo
+from authstate.identity import Identity
+from authstate.sync import Portal, SyncAuthState
+from authstate.wsgi import (
     AUTH_KEY,
     IDENTITY_KEY,
     Authenticators,
