@@ -8,7 +8,9 @@ awaited on the loop itself (the floor, what the ASGI middleware pays); through
 ``Portal.call`` from one or several threads (the hop every sync call to the core pays);
 ``SyncAuthState.authenticate_bearer`` (the hop skipped for a JWT already verified,
 ``AuthState.authenticate_cached``); and ``asyncio.run`` per call (what the issue's user
-tried: a new loop per call, which breaks once a connection outlives its loop). Medians
+tried: a new loop per call, which breaks once a connection outlives its loop). Then the
+bare hop, an empty coroutine, through ``Portal.call`` and through anyio's
+``BlockingPortal.call`` (the ready-made alternative). Medians
 over 3 runs of wall time per call in µs, and the process's CPU time per call.
 """
 
@@ -21,6 +23,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from anyio.from_thread import start_blocking_portal  # httpx, a core dependency, brings anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -76,10 +81,25 @@ def main() -> None:
             return time.perf_counter() - start
 
         rows.append(("asyncio.run per call", *timed(asyncio_run, n // 10)))
+
+        def empty_hops(call: Any) -> float:
+            start = time.perf_counter()
+            for i in range(n):
+                call(_echo, i)
+            return time.perf_counter() - start
+
+        rows.append(("no-op: Portal.call", *timed(lambda: empty_hops(portal.call), n)))
+        with start_blocking_portal() as anyio_portal:
+            rows.append(("no-op: anyio BlockingPortal.call",
+                         *timed(lambda: empty_hops(anyio_portal.call), n)))
         sync.close()
     print(f"{n} calls each; wall and CPU per call, median of 3")
     for name, wall, cpu in rows:
         print(f"{name:<32} {wall:8.1f} µs wall {cpu:8.1f} µs CPU")
+
+
+async def _echo(value: int) -> int:
+    return value
 
 
 async def _verify(state: AuthState, token: str) -> None:

@@ -10,17 +10,19 @@ loop (``asyncio.run_coroutine_threadsafe``) and waits for its result, so the sto
 connections, the JWKS client, the push-revocation listener and the verified-token cache
 live on one loop and serve every thread, and no loop is created per request.
 
-Why a hand-written thread and not ``anyio.from_thread.start_blocking_portal``: the core
-install does not carry anyio (it comes with Starlette, in the ``server`` extra), and the
-part we need is a few lines over the standard library.
+Why a hand-written thread and not ``anyio.from_thread.start_blocking_portal`` (anyio
+is installed with the core, through httpx): measured, and it is the cheaper hop. An
+empty coroutine costs 45 µs of CPU per call through ``Portal.call`` against 78 µs
+through anyio's ``BlockingPortal.call`` (``benchmarks/sync_portal.py``, one run on the
+shared 2-core machine), and the part we need is a few lines over ``asyncio``.
 
-The hop is not free: two thread switches, about 80-110 µs of CPU per call on the 2-core
-machine where ``benchmarks/sync_portal.py`` ran (the same cached verification awaited on
-the loop: 4 µs; ``asyncio.run`` per call: as dear, and broken). So the common request, a
+The hop is not free: two thread switches, 70-100 µs of CPU per verification in that run
+(the same cached verification awaited on the loop: 4 µs; ``asyncio.run`` per call: 120
+µs, and broken). So the common request, a
 JWT already verified, skips it: ``SyncAuthState.authenticate_bearer`` and the WSGI
 adapters first ask ``AuthState.authenticate_cached`` (a hash and dictionary reads in the
-calling thread, the revocation copy re-checked; 17 µs through a thread pool in the same
-run) and hop only on a miss, for an opaque token, a session, or outside push revocation.
+calling thread, the revocation copy re-checked; 14-18 µs through a thread pool in the
+same run) and hop only on a miss, for an opaque token, a session, or outside push revocation.
 
 Lifecycle: the portal starts on first use, stops on ``close()`` and at interpreter exit
 (``atexit``), and after ``fork`` (gunicorn's ``--preload``) the child starts a fresh
