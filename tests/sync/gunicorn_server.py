@@ -24,6 +24,7 @@ GRACEFUL = 10
 WORKERS = {  # the two worker models that run sync code: processes, and threads in them
     "sync": ["-k", "sync", "-w", "2"],
     "gthread": ["-k", "gthread", "-w", "2", "--threads", "4"],
+    "preload": ["-k", "gthread", "-w", "2", "--threads", "4", "--preload"],
 }
 
 

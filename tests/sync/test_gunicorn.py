@@ -216,3 +216,34 @@ def test_revocation_pushed_to_gunicorn_workers(
             assert refused == 40
         sync.close()
     assert_clean_stop(server)
+
+
+def test_preload_forks_a_live_portal_and_each_worker_starts_its_own(
+    redis_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """``--preload``: the app used authstate in the master (its portal thread running, its
+    AuthState open on Redis) before gunicorn forked. Each worker starts a fresh portal and
+    opens its own AuthState; tokens verify, revocation still reaches them."""
+    env = {f"AUTHSTATE_{k.upper()}": str(v) for k, v in redis_settings.items()}
+    env["AUTHSTATE_BUS_FALLBACK"] = "reject"
+    with Portal(name="authstate-test-service") as portal, gunicorn(
+        "tests.sync.preload_app:application", chdir=Path(__file__).resolve().parents[2],
+        env=env, log=tmp_path / "gunicorn.log", workers="preload",
+    ) as server:
+        sync = SyncAuthState(Settings(**redis_settings), portal=portal)
+        user = sync.add_user("pre@example.com", PASSWORD, via="test")
+        login = sync.login("pre@example.com", PASSWORD, ip=None, user_agent=None)
+        token, _ = sync.issue_for_session(login.session)
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            answers = [http.get("/me", headers=bearer(token)) for _ in range(40)]
+            assert {a.status_code for a in answers} == {200}, answers[0].text
+            pids = {a.json()["pid"] for a in answers}
+            assert answers[0].json()["master"] not in pids and answers[0].json()["store"] == "redis"
+            sync.revoke_user(user.id)
+            deadline = time.monotonic() + PUSH_BUDGET
+            refused = 0
+            while refused < 40 and time.monotonic() < deadline:
+                refused = refused + 1 if http.get("/me", headers=bearer(token)).status_code == 401 else 0
+            assert refused == 40
+        sync.close()
+    assert_clean_stop(server)
