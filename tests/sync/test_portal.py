@@ -290,3 +290,30 @@ def _until(condition: Any, bound: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the threads made no progress"
         time.sleep(0.001)
+
+
+def test_interpreter_exit_closes_the_portal_cleanly(tmp_path: Path) -> None:
+    """A script that never calls ``close``: at exit the AuthState (its store) is closed on its loop
+    and the loop stopped, with nothing left to complain (no "Task was destroyed", no
+    unclosed connection warning) and a zero exit status."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from authstate.config import Settings\n"
+        "from authstate.sync import SyncAuthState\n"
+        f"auth = SyncAuthState(Settings(store='sqlite:///{tmp_path / 'exit.db'}', "
+        "issuer='http://127.0.0.1:9', dev=True, password_time_cost=1, password_memory_kib=1024))\n"
+        "auth.add_user('ed@example.com', 'correct horse battery staple', via='test')\n"
+        "print(auth.ping())\n"
+    )
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sqlite"
+    assert done.stderr == ""
+    # SQLite removes its WAL file when the last connection closes: the store was closed
+    assert (tmp_path / "exit.db").exists() and not (tmp_path / "exit.db-wal").exists()
