@@ -149,7 +149,12 @@ def test_the_middleware_imports_no_web_framework() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
 
 
-EDGES = ("authstate.web", "authstate.cli", "authstate.bench")
+# the edges: the web layer, the CLI, the bench, and the sync adapters (WSGI, Flask, Django),
+# which translate their frameworks to the core as ``web`` does for ASGI
+EDGES = (
+    "authstate.web", "authstate.cli", "authstate.bench",
+    "authstate.wsgi", "authstate.flask", "authstate.django",
+)
 
 
 def _under(module: str, packages: tuple[str, ...]) -> bool:

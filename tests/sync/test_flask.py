@@ -116,7 +116,7 @@ def test_sessions_app_on_the_service_store(service: LiveService) -> None:
     cookie-authenticated POST needs the CSRF token; ending the session at the service
     logs the user out here."""
     module = load_example("flask_app")
-    app: Flask = module.create_session_app(service.settings().model_dump())
+    app: Flask = module.create_session_app(service.settings().flat())
     http = app.test_client()
     bad = http.post("/login", data={"email": EMAIL, "password": "not the password at all"})
     assert bad.status_code == 401

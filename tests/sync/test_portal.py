@@ -234,7 +234,7 @@ def test_a_verified_jwt_is_answered_in_the_calling_thread(tmp_path: Path) -> Non
     request thread, from the cache and the local revocation copy; a revoked token is
     refused from the moment ``revoke_user`` returns, on every thread."""
     with CountingPortal() as portal:  # memory store and bus: push revocation
-        sync = SyncAuthState(settings(tmp_path).model_copy(update={"store": "memory://"}),
+        sync = SyncAuthState(settings(tmp_path).replace(store="memory://"),
                              portal=portal)
         sync.add_user("cy@example.com", PASSWORD, via="test")
         login = sync.login("cy@example.com", PASSWORD, ip=None, user_agent=None)
