@@ -231,30 +231,31 @@ async def orders_status(app: FastAPI, *, token: str | None = None,
 
 async def test_scope_removal_is_refused_at_the_next_request(state: AuthState) -> None:
     user = await state.add_user(EMAIL, PASSWORD, via="test")
-    user = await state.set_scopes(user.id, ["orders:read", "profile"])
+    user = await state.set_scopes(user.id, ["orders:read", "orders:list"])
     login = await state.login(EMAIL, PASSWORD, ip=IP, user_agent=AGENT)
     jwt, _ = await state.issue_for_session(login.session, scope=("orders:read",))
-    pair = await state.login_tokens(user.id, login.session, scope=("orders:read", "profile"))
+    pair = await state.login_tokens(user.id, login.session, scope=("orders:read", "orders:list"))
     opaque, _ = await state.opaque.issue(user.id, scope=("orders:read",))
     app = scoped_app(state)
     for credential in ({"token": jwt}, {"token": pair.access_token}, {"token": opaque},
                        {"cookie": login.session_id}):
         assert await orders_status(app, **credential) == 200, credential
 
-    after = await state.set_scopes(user.id, ["profile"])
+    after = await state.set_scopes(user.id, ["orders:list"])
 
-    assert after.scopes == ("profile",)
+    assert after.scopes == ("orders:list",)
     for credential in ({"token": jwt}, {"token": pair.access_token}, {"token": opaque}):
         assert await orders_status(app, **credential) == 401, credential
     assert await orders_status(app, cookie=login.session_id) == 403, "the session: no scope"
     assert (await state.authenticate_session(login.session_id)) is not None, "still logged in"
     narrowed = await state.refresh_tokens(pair.refresh_token)
-    assert narrowed.scope == ("profile",)
-    assert (await state.authenticate_bearer(narrowed.access_token)).scope == ("profile",)
+    assert narrowed.scope == ("orders:list",)
+    assert (await state.authenticate_bearer(narrowed.access_token)).scope == ("orders:list",)
     assert await orders_status(app, token=narrowed.access_token) == 403
     changed = await trail(state, "user_scopes_changed")
     assert changed[-1].detail == {"added": [], "removed": ["orders:read"]}
 
+    # openid, profile and email are everyone's (oauth/scopes.py BASE); orders:list is not
     await state.set_scopes(user.id, [])
     with pytest.raises(InvalidScope):
         await state.refresh_tokens(narrowed.refresh_token)

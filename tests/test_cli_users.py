@@ -23,7 +23,7 @@ EMAIL = "alice@example.com"
 
 def on_state(url: str, action: Any) -> Any:
     async def go() -> Any:
-        async with await AuthState.open(Settings.load(store=url, **FAST_PASSWORDS)) as state:
+        async with await AuthState.open(Settings.from_flat(store=url, **FAST_PASSWORDS)) as state:
             return await action(state)
 
     return asyncio.run(go())

@@ -240,7 +240,7 @@ def test_sync_code_and_wsgi_run_on_the_core_install(core: CoreVenv, tmp_path: Pa
         "from authstate.authn import BearerJWT\n"
         "from authstate.sync import SyncAuthState\n"
         "from authstate.wsgi import AuthMiddleware\n"
-        f"s = Settings(store='sqlite:///{tmp_path / 'core.db'}', issuer='http://127.0.0.1:9',\n"
+        f"s = Settings.from_flat(store='sqlite:///{tmp_path / 'core.db'}', issuer='http://127.0.0.1:9',\n"
         "             dev=True, password_time_cost=1, password_memory_kib=1024)\n"
         "auth = SyncAuthState(s)\n"
         "auth.add_user('core@example.com', 'correct horse battery staple', via='test')\n"

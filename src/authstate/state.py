@@ -1035,7 +1035,7 @@ class AuthState:
             raise InvalidGrant()
         if not grant.scope:
             return grant
-        allowed = set(user.scopes)
+        allowed = set(user.scopes) | scopes.BASE  # openid, profile, email: everyone's
         scope = tuple(s for s in grant.scope if s in allowed)
         if not scope:
             raise InvalidScope("the scopes of this grant are no longer allowed")

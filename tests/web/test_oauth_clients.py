@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from authstate.cli import app
 from authstate.clients import Clients, check_redirect_uri
 from authstate.clock import FrozenClock
-from authstate.errors import InvalidInput, InvalidScope
+from authstate.errors import InvalidInput, InvalidScope, NotFound
 from authstate.stores import Store
 from tests.web.api import running
 
@@ -106,7 +106,7 @@ async def test_user_scopes_are_validated_and_kept_sorted() -> None:
         assert updated.scopes == ("orders:read", "orders:write")
         record = await api.state.store.get("user", user.id)
         assert record is not None and record.value["scopes"] == ["orders:read", "orders:write"]
-        with pytest.raises(InvalidInput):
+        with pytest.raises(InvalidScope):
             await api.state.users.set_scopes(user.id, ["white space"])
-        with pytest.raises(InvalidInput):
+        with pytest.raises(NotFound):
             await api.state.users.set_scopes("u_AAAAAAAAAAAAAAAA", ["a"])
