@@ -330,10 +330,13 @@ def test_cli_rotate_now_revoke_and_list(tmp_path: Path) -> None:
     (new,) = [kid for kid, r in rows.items() if r["state"] == "signing"]
 
     unknown = runner.invoke(app, ["keys", "revoke", "no-such-kid", "--store", url])
+    # a kid is a thumbprint (base64url): it may start with "-", which only follows "--"
+    dashed = runner.invoke(app, ["keys", "revoke", "--store", url, "--", "-no-such-kid"])
+    assert dashed.exit_code == 1, dashed.output
     assert unknown.exit_code == 1 and "no key with kid" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1 and "Traceback" not in unknown.output
 
-    revoked = runner.invoke(app, ["keys", "revoke", new, "--store", url, "--json"])
+    revoked = runner.invoke(app, ["keys", "revoke", "--store", url, "--json", "--", new])
     assert revoked.exit_code == 0, revoked.output
     after = {r["kid"]: r for r in json.loads(revoked.stdout)}
     assert after[new]["state"] == "revoked" and after[new]["revoked_at"]

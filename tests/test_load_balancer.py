@@ -40,6 +40,9 @@ defaults
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response
+    # a loaded machine answers health checks late: do not take a live instance out for it
+    # (a killed one refuses connections at once, which retries and redispatch cover)
+    timeout check 2s
 frontend authstate
     bind 127.0.0.1:{port}
     default_backend instances
@@ -57,7 +60,7 @@ class HAProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         servers = "\n".join(
-            f"    server i{n} 127.0.0.1:{port} check inter 100ms fall 1 rise 2"
+            f"    server i{n} 127.0.0.1:{port} check inter 100ms fall 3 rise 2"
             for n, port in enumerate(backends)
         )
         self.config = root / "haproxy.cfg"

@@ -147,7 +147,9 @@ def rotate(
 
 @app.command("revoke")
 def revoke(
-    kid: str = typer.Argument(..., help="The kid of the compromised key."),
+    kid: str = typer.Argument(
+        ..., help="The kid of the compromised key (one starting with '-' goes after '--')."
+    ),
     store: str | None = StoreOption,
     as_json: bool = JsonOption,
 ) -> None:
