@@ -4,7 +4,8 @@ engine (``django/sessions.py``) and the Flask interface (``flask/sessions.py``) 
 track and write it back with the functions here, so the three cannot differ.
 
 The app's data is the top-level keys of ``Session.data`` except the reserved ones
-(``csrf``, the session's CSRF token, which the front door owns). Values are JSON.
+(``csrf``, the session's CSRF token, which the front door owns; ``_expires_at``, the
+expiry a framework set, such as Django's ``set_expiry``). Values are JSON.
 
 **The merge rule.** A request writes back only the keys it changed (set, replaced,
 mutated in place or deleted; found by comparing each key's JSON with what was loaded),
@@ -34,7 +35,8 @@ from authstate.errors import InvalidInput, SessionTooLarge
 from authstate.sessions import DATA_MAX_BYTES, Session, SessionManager
 from authstate.stores.base import JSON, dumps, loads
 
-RESERVED = frozenset({csrf.DATA_KEY})
+EXPIRES = "_expires_at"  # a framework's own, shorter expiry (Django's set_expiry, Flask's)
+RESERVED = frozenset({csrf.DATA_KEY, EXPIRES})
 CSRF_ROOM = 64  # ',"csrf":"<43 characters>"' is 53 bytes; a login adds it
 MAX_BYTES = DATA_MAX_BYTES - CSRF_ROOM
 
@@ -73,10 +75,17 @@ def changes(snapshot: Mapping[str, str], values: Mapping[str, Any]) -> JSON:
     with its value, each removed key with None (the merge rule)."""
     out: JSON = {}
     for key, value in values.items():
+        if key in RESERVED:
+            raise InvalidInput(f"the session key {key!r} is reserved for authstate")
         if value is None:
             if key in snapshot:
                 out[key] = None
-        elif snapshot.get(key) != dumps(value):
+            continue
+        try:
+            encoded = dumps(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(f"the value of session key {key!r} is not JSON") from error
+        if snapshot.get(key) != encoded:
             out[key] = value
     for key in snapshot:
         if key not in values:
@@ -123,6 +132,7 @@ async def save(
             if not loaded.anonymous:
                 return Saved(None, None, "clear")
         elif updated.anonymous and not any(k not in RESERVED for k in updated.data):
+            # emptied: a visitor's session with nothing in it is not kept (as Starlette)
             await sessions.revoke(session_id, reason="emptied")
             return Saved(None, None, "clear")
         else:
@@ -133,3 +143,10 @@ async def save(
     check_size(kept)
     new_id, created = await sessions.create(None, ip=ip, user_agent=user_agent, data=kept)
     return Saved(new_id, created, "set")
+
+
+def expired(session: Session, now: float) -> bool:
+    """Whether the framework's own expiry (``EXPIRES``) has passed; authstate's idle and
+    absolute timeouts are enforced by the session lookup itself."""
+    when = session.data.get(EXPIRES)
+    return isinstance(when, (int, float)) and when <= now

@@ -1,0 +1,1 @@
+"""authstate for Django: the session engine (``authstate.django.sessions``)."""
