@@ -58,7 +58,11 @@ def check_item(key: object, value: object) -> None:
 
 def check_size(values: Mapping[str, Any]) -> None:
     """``SessionTooLarge`` when the app's data is over ``MAX_BYTES`` of compact JSON."""
-    if len(dumps(dict(values))) > MAX_BYTES:
+    try:
+        size = len(dumps(dict(values)))
+    except (TypeError, ValueError) as error:
+        raise InvalidInput("session values must be JSON") from error
+    if size > MAX_BYTES:
         raise SessionTooLarge(f"session data is limited to {MAX_BYTES} bytes of JSON")
 
 

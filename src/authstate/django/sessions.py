@@ -92,12 +92,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         super().__setitem__(key, value)
         try:
             appsessions.check_size(data)
-        except SessionTooLarge as error:
+        except InvalidInput as error:  # not JSON, or over the cap
             if had:
                 data[key] = old
             else:
                 del data[key]
-            raise SessionDataTooLarge(error.message) from error
+            if isinstance(error, SessionTooLarge):
+                raise SessionDataTooLarge(error.message) from error
+            raise
 
     # -- keys -------------------------------------------------------------------------
 

@@ -225,8 +225,10 @@ class SessionMiddleware:
             known = auth.identity.session
             if known is not None and known.handle == digest(session_id)[:HANDLE_LEN]:
                 return AppSession(self.state, scope, session_id, known)
-        return AppSession(self.state, scope, session_id,
-                          await self.state.sessions.lookup(session_id))
+        loaded = await self.state.sessions.lookup(session_id)
+        if loaded is not None and appsessions.expired(loaded, self.state.clock.now()):
+            loaded = None  # a shorter expiry a framework set (Django's set_expiry, Flask's)
+        return AppSession(self.state, scope, session_id, loaded)
 
 
 async def _refuse(scope: Scope, send: Send, error: StoreUnavailable | SessionTooLarge) -> None:
