@@ -93,9 +93,12 @@ def session_cookie_name(settings: Settings) -> str:
     return settings.cookie_name if settings.dev else HOST_PREFIX + settings.cookie_name
 
 
-def session_cookie(settings: Settings, session_id: str | None, *, max_age: int = 0) -> bytes:
+def session_cookie(
+    settings: Settings, session_id: str | None, *, max_age: int | None = 0
+) -> bytes:
     """The ``Set-Cookie`` value that sets the session cookie to ``session_id`` for
-    ``max_age`` seconds, or clears it (``session_id=None``). The one place its attributes
+    ``max_age`` seconds (None: until the browser closes), or clears it
+    (``session_id=None``). The one place its attributes
     are written: HttpOnly (scripts cannot read it), SameSite=Lax (not sent on cross-site
     subrequests or POSTs), Path=/, and ``Secure`` with the ``__Host-`` name outside
     development mode (``session_cookie_name``). Framework-free, so every adapter (the
@@ -104,7 +107,8 @@ def session_cookie(settings: Settings, session_id: str | None, *, max_age: int =
     name = session_cookie_name(settings)
     cookie[name] = session_id or ""
     morsel = cookie[name]
-    morsel["max-age"] = max_age if session_id is not None else 0
+    if session_id is None or max_age is not None:
+        morsel["max-age"] = max_age if session_id is not None else 0
     if session_id is None:
         morsel["expires"] = 0  # the epoch: also for clients that ignore Max-Age
     morsel["path"] = "/"

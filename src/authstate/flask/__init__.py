@@ -1,0 +1,3 @@
+"""authstate for Flask: server-side sessions (``ServerSideSessions``)."""
+
+from authstate.flask.sessions import ServerSideSessions as ServerSideSessions
