@@ -17,10 +17,13 @@ from authstate import appsessions
 from authstate.clock import FrozenClock
 from authstate.errors import AuthenticationFailed, SessionTooLarge
 from authstate.flask import ServerSideSessions
-from authstate.sync import SyncAuthState
-from tests.conftest import BACKENDS
+from authstate.state import AuthState
+from authstate.stores import open_store
+from authstate.sync import Portal, SyncAuthState
+from tests.conftest import BACKENDS, fresh_namespace
+from tests.support import RedisServer
 from tests.sync_sessions import Together, count_sessions, run_together, sync_state_on
-from tests.web.api import PASSWORD
+from tests.web.api import PASSWORD, api_settings
 
 COOKIE = "authstate_session"
 EMAIL = "flo@example.com"
@@ -182,3 +185,28 @@ def test_failed_login_and_logout(sync: SyncAuthState) -> None:
     response = client.post("/logout")
     assert f'{COOKIE}=""' in response.headers["Set-Cookie"]
     assert client.get("/read").json == {} and count_sessions(sync) == 0
+
+
+def test_store_outage_is_503(redis_server: RedisServer, clock: FrozenClock) -> None:
+    """A real Redis of the test's own, killed: the session cannot be read, and the
+    request that uses it is a 503 problem with Retry-After, not a 500 or an empty one."""
+    portal = Portal("test-outage")
+
+    async def opening() -> AuthState:
+        store = await open_store(redis_server.url, clock=clock, namespace=fresh_namespace())
+        state = AuthState(api_settings(store=redis_server.url), store, clock=clock)
+        await state.start()
+        return state
+
+    state = portal.call(opening)
+    try:
+        client = make_app(SyncAuthState.wrapping(state, portal)).test_client()
+        client.post("/write", json={"cart": ["book"]})
+        redis_server.stop()
+        response = client.get("/read")
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert response.json is not None and response.json["code"] == "store_unavailable"
+        assert "Set-Cookie" not in response.headers
+    finally:
+        portal.call(state.close)
+        portal.close()

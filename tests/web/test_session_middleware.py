@@ -22,9 +22,11 @@ from authstate.clock import FrozenClock
 from authstate.errors import AuthenticationFailed, InvalidInput, SessionTooLarge
 from authstate.sessions import KIND, digest
 from authstate.state import AuthState
-from authstate.stores import Store
+from authstate.stores import Store, open_store
 from authstate.web.middleware import AuthMiddleware, SessionCookie
 from authstate.web.session_middleware import AppSession, SessionMiddleware
+from tests.conftest import fresh_namespace
+from tests.support import RedisServer
 from tests.web.api import BASE, PASSWORD, api_settings
 
 COOKIE = "authstate_session"
@@ -317,3 +319,26 @@ async def test_secure_cookie_outside_dev_mode(store: Store, clock: FrozenClock) 
             assert (await client.get("/read")).json() == {"a": 1}
     finally:
         await state.revocation.close()
+
+
+async def test_store_outage_is_503_never_an_empty_session(
+    redis_server: RedisServer, clock: FrozenClock,
+) -> None:
+    """A real Redis of the test's own, killed: a request with the session cookie answers
+    503 with Retry-After and no Set-Cookie (never an empty session); one without the
+    cookie needs no store and is served."""
+    store = await open_store(redis_server.url, clock=clock, namespace=fresh_namespace())
+    state = AuthState(api_settings(dev=True, store=redis_server.url), store, clock=clock)
+    await state.start()
+    try:
+        async with client_for(starlette_app(state)) as client:
+            await client.post("/write", json={"cart": ["book"]})
+            redis_server.stop()
+            for response in (await client.get("/read"), await client.post("/write", json={})):
+                assert response.status_code == 503
+                assert response.headers["retry-after"] and "set-cookie" not in response.headers
+            fresh = client_for(starlette_app(state))
+            async with fresh:  # a visitor with no cookie reads nothing from the store
+                assert (await fresh.get("/nothing")).status_code == 200
+    finally:
+        await state.close()
