@@ -90,6 +90,7 @@ def test_django_session_listed_and_revoked(clock: FrozenClock, tmp_path: Path) -
 
     from tests import test_django_sessions as django_app
 
+    django_app.setup_django()
     with sync_state_on("sqlite", clock, tmp_path) as sync, override_settings(
         AUTHSTATE=sync, SESSION_ENGINE="authstate.django.sessions",
         ROOT_URLCONF=django_app.__name__,

@@ -8,25 +8,14 @@ the data, and revocation from the account page ending the Django session."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
-from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        SECRET_KEY="authstate-tests", ALLOWED_HOSTS=["testserver"], USE_TZ=True,
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions"],
-        DATABASES={}, ROOT_URLCONF=__name__,
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
-        SESSION_ENGINE="authstate.django.sessions",
-    )
-    django.setup()
-
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.management.commands.clearsessions import (
     Command as ClearSessions,
@@ -48,6 +37,7 @@ from tests.web.api import PASSWORD
 
 EMAIL = "dora@example.com"
 TOGETHER = Together()
+PROJECT = Path(__file__).resolve().parents[1] / "examples" / "django_project"
 
 
 # -- the app ---------------------------------------------------------------------------
@@ -109,6 +99,22 @@ urlpatterns = [
 
 
 # -- fixtures ------------------------------------------------------------------------------
+
+def setup_django() -> None:
+    """Django set up as tests/sync/test_django.py sets it up (the example project's
+    settings), so that either module may run first; each test overrides what it needs."""
+    if str(PROJECT) not in sys.path:
+        sys.path.insert(0, str(PROJECT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orders_site.settings")
+    import django
+
+    django.setup()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_configured() -> None:
+    setup_django()
+
 
 @pytest.fixture(params=BACKENDS)
 def sync(request: pytest.FixtureRequest, clock: FrozenClock, tmp_path: Path) -> Iterator[SyncAuthState]:
@@ -361,3 +367,15 @@ def test_django_login_cycle_key_and_logout(sync: SyncAuthState) -> None:
     assert after != before and client.get("/read").json() == {"cart": ["book"]}
     post(client, "/logout")
     assert client.get("/read").json() == {} and count_sessions(sync) == 0
+
+
+def test_the_engine_shares_the_middlewares_state() -> None:
+    from authstate.django.auth import authenticator
+    from authstate.errors import ConfigurationError
+
+    with override_settings(AUTHSTATE={"SETTINGS": {"store": "memory://"}}):
+        sync = engine.sync_state()
+        assert sync is authenticator().sync and sync is not None
+    with override_settings(AUTHSTATE={"AUTH_URL": "https://auth.example"}), \
+            pytest.raises(ConfigurationError):
+        engine.sync_state()

@@ -21,7 +21,8 @@ from authstate.extras import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("fastapi", "starlette", "uvicorn", "jinja2", "redis", "hiredis", "psycopg",
-           "psycopg-binary", "psycopg-pool", "python-multipart")
+           "psycopg-binary", "psycopg-pool", "python-multipart", "flask", "django",
+           "djangorestframework", "gunicorn")
 
 pytestmark = pytest.mark.slow
 
@@ -179,6 +180,49 @@ def test_the_service_module_refuses_with_the_extra_named(core: CoreVenv) -> None
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "server"
+
+
+def test_sync_code_and_wsgi_run_on_the_core_install(core: CoreVenv, tmp_path: Path) -> None:
+    """``authstate.sync`` and ``authstate.wsgi`` need nothing beyond the core (no anyio, no
+    framework): a flow, a bearer check and a WSGI request, on SQLite."""
+    probe = core.script(
+        "import io, json\n"
+        "from authstate import Settings\n"
+        "from authstate.authn import BearerJWT\n"
+        "from authstate.sync import SyncAuthState\n"
+        "from authstate.wsgi import AuthMiddleware\n"
+        f"s = Settings(store='sqlite:///{tmp_path / 'core.db'}', issuer='http://127.0.0.1:9',\n"
+        "             dev=True, password_time_cost=1, password_memory_kib=1024)\n"
+        "auth = SyncAuthState(s)\n"
+        "auth.add_user('core@example.com', 'correct horse battery staple', via='test')\n"
+        "login = auth.login('core@example.com', 'correct horse battery staple', ip=None,\n"
+        "                   user_agent=None)\n"
+        "token, _ = auth.issue_for_session(login.session)\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [environ['authstate.identity'].user_id.encode()]\n"
+        "wrapped = AuthMiddleware(app, authenticators=lambda: [BearerJWT(auth.state)])\n"
+        "body = wrapped({'REQUEST_METHOD': 'GET', 'HTTP_AUTHORIZATION': 'Bearer ' + token,\n"
+        "                'wsgi.input': io.BytesIO()}, lambda status, headers: None)\n"
+        "print(json.dumps([b''.join(body).decode() == login.user.id,\n"
+        "                  auth.authenticate_bearer(token).user_id == login.user.id]))\n"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == [True, True]
+
+
+@pytest.mark.parametrize(("module", "extra"), [
+    ("authstate.flask", "flask"), ("authstate.django.middleware", "django"),
+    ("authstate.django.drf", "django"),
+])
+def test_the_framework_adapters_name_their_extra(core: CoreVenv, module: str, extra: str) -> None:
+    probe = core.script(
+        "from authstate.errors import MissingDependencyError\n"
+        f"try:\n    import {module}\n"
+        "except MissingDependencyError as error:\n    print(error.extra)\n"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == extra
 
 
 def test_the_extras_table_matches_pyproject() -> None:

@@ -355,6 +355,7 @@ class BearerJWT:
 
     def __init__(self, state: AuthState) -> None:
         self._verify: Callable[[str], Awaitable[Identity]] = state.authenticate_bearer
+        self._cached: Callable[[str], Identity | None] = state.authenticate_cached
         self._jwks: JWKSClient | None = None
 
     @classmethod
@@ -384,10 +385,28 @@ class BearerJWT:
         async def verify(token: str) -> Identity:
             return _identity_from_claims(await jwks.verify(tokens, token), "jwt")
 
+        def cached(token: str) -> Identity | None:
+            claims = tokens.cached(token) if jwks.fresh else None
+            return _identity_from_claims(claims, "jwt") if claims is not None else None
+
         self = cls.__new__(cls)
         self._verify = verify
+        self._cached = cached
         self._jwks = jwks
         return self
+
+    def cached(self, credentials: Credentials) -> Identity | None:
+        """What ``authenticate`` would return, when it can be told without awaiting (the
+        request's JWT is in the verified-token cache, the keys are fresh, revocation is
+        in memory: ``AuthState.authenticate_cached``); None means "await authenticate",
+        never "invalid". Callable from any thread: the sync face's fast path."""
+        token = credentials.bearer
+        if token is None or not _looks_like_jwt(token):
+            return None
+        try:
+            return self._cached(token)
+        except InvalidToken:
+            return None
 
     async def authenticate(self, credentials: Credentials) -> Identity | None:
         token = credentials.bearer
@@ -523,13 +542,16 @@ def trusting(
     client_secret: str | None = None,
     issuer: str | None = None,
     audience: str = "authstate",
+    jwks: JWKSClient | None = None,
 ) -> list[BearerJWT | Introspection]:
     """The authenticators of another service that trusts ``authstate serve`` at
-    ``auth_url``: its JWTs verified locally with the keys it publishes and, given a
+    ``auth_url``: its JWTs verified locally with the keys it publishes (``jwks``: a
+    client for its ``/.well-known/jwks.json`` with other cache settings) and, given a
     client's credentials, any other Bearer token asked of its introspection endpoint.
     The app closes each (``aclose``) when it stops."""
     authenticators: list[BearerJWT | Introspection] = [BearerJWT.from_jwks(
-        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience
+        f"{auth_url}/.well-known/jwks.json", issuer=issuer or auth_url, audience=audience,
+        client=jwks,
     )]
     if client_id and client_secret:
         authenticators.append(Introspection(
@@ -579,6 +601,19 @@ class Authentication:
     def session_cookie(self) -> SessionCookie | None:
         """The session-cookie authenticator among them, if any."""
         return next((a for a in self.authenticators if isinstance(a, SessionCookie)), None)
+
+    def decided_now(self, credentials: Credentials) -> AuthInfo | None:
+        """The verdict, when the first authenticator can give a success without awaiting
+        (``BearerJWT.cached``): then the full run would end there with the same answer.
+        None otherwise: await the call. For sync code, which skips a hop to the event
+        loop on the common path (a JWT seen before)."""
+        cached = getattr(self.authenticators[0], "cached", None)
+        if cached is None or (self.bearer_decides and credentials.bearer_error):
+            return None
+        identity: Identity | None = cached(credentials)
+        if identity is None:
+            return None
+        return AuthInfo(identity=identity, scopes=(AUTHENTICATED, *identity.scope), bearer=True)
 
     async def __call__(self, credentials: Credentials) -> AuthInfo:
         authenticators = self.authenticators

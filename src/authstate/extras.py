@@ -22,6 +22,8 @@ EXTRAS: Final[dict[str, tuple[str, ...]]] = {
     "redis": ("redis",),
     "postgres": ("psycopg", "psycopg_pool"),
     "server": ("fastapi", "starlette", "uvicorn", "jinja2"),
+    "flask": ("flask",),
+    "django": ("django",),
 }
 
 

@@ -104,6 +104,13 @@ class JWKSClient:
     def fetched_at(self) -> float | None:
         return self._fetched_at
 
+    @property
+    def fresh(self) -> bool:
+        """Whether the keys are younger than ``cache_ttl``: ``ensure_fresh`` would not
+        fetch, so a verification needs no await (the sync face's fast path)."""
+        at = self._fetched_at
+        return at is not None and self._clock.now() - at < self.cache_ttl
+
     def _may_fetch(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_interval
 

@@ -277,6 +277,16 @@ class VerifiedTokenCache:
         self.hits += 1
         return dict(claims)
 
+    def peek(self, digest: bytes, now: float) -> dict[str, Any] | None:
+        """``lookup`` without its bookkeeping (no LRU move, no counters, no eviction):
+        one dictionary read, so a thread other than the cache's owner may call it while
+        the owner (the event loop, evicting revoked tokens) changes the cache. The sync
+        face's request threads read through it (``AccessTokens.cached``)."""
+        entry = self._entries.get(digest)
+        if entry is None or entry[1] <= now:
+            return None
+        return dict(entry[0])
+
     def store(self, digest: bytes, claims: dict[str, Any], *, exp: float) -> None:
         if digest in self._entries:
             self._drop(digest)
@@ -481,6 +491,22 @@ class AccessTokens:
             cache.store(digest, claims, exp=exp)
             return dict(claims)
         return claims
+
+    def cached(self, token: str | bytes) -> dict[str, Any] | None:
+        """The claims of ``token`` when ``verify`` already verified and cached it (and the
+        key set has not changed since), else None, which says nothing about the token.
+
+        ``verify``'s cache hit, for a thread that does not own the cache: it reads and
+        never writes (``VerifiedTokenCache.peek``), so a miss, a new token or a key
+        change is left to ``verify`` on the owning thread."""
+        cache = self.cache
+        if cache is None or self._cache_version != self.keys.version:
+            return None
+        try:
+            raw = token_bytes(token)
+        except (MalformedToken, TokenTooLarge):
+            return None
+        return cache.peek(_sha256(raw).digest(), self._clock.now())
 
     def check_claims(self, claims: Mapping[str, Any], now: float) -> int:
         """Check the registered claims at ``now``; the token's ``exp``.

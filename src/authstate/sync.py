@@ -10,11 +10,19 @@ loop (``asyncio.run_coroutine_threadsafe``) and waits for its result, so the sto
 connections, the JWKS client, the push-revocation listener and the verified-token cache
 live on one loop and serve every thread, and no loop is created per request.
 
-Why a hand-written thread and not ``anyio.from_thread.start_blocking_portal``: the core
-install does not carry anyio (it comes with Starlette, in the ``server`` extra), and the
-part we need is twenty lines over the standard library. The hop costs one thread
-handoff each way; ``benchmarks/sync_portal.py`` measures it beside a direct call
-(about 40-60 µs on the 2-core CI machine, against a Flask request's ~1 ms).
+Why a hand-written thread and not ``anyio.from_thread.start_blocking_portal`` (anyio
+is installed with the core, through httpx): measured, and it is the cheaper hop. An
+empty coroutine costs 45 µs of CPU per call through ``Portal.call`` against 78 µs
+through anyio's ``BlockingPortal.call`` (``benchmarks/sync_portal.py``, one run on the
+shared 2-core machine), and the part we need is a few lines over ``asyncio``.
+
+The hop is not free: two thread switches, 70-100 µs of CPU per verification in that run
+(the same cached verification awaited on the loop: 4 µs; ``asyncio.run`` per call: 120
+µs, and broken). So the common request, a
+JWT already verified, skips it: ``SyncAuthState.authenticate_bearer`` and the WSGI
+adapters first ask ``AuthState.authenticate_cached`` (a hash and dictionary reads in the
+calling thread, the revocation copy re-checked; 14-18 µs through a thread pool in the
+same run) and hop only on a miss, for an opaque token, a session, or outside push revocation.
 
 Lifecycle: the portal starts on first use, stops on ``close()`` and at interpreter exit
 (``atexit``), and after ``fork`` (gunicorn's ``--preload``) the child starts a fresh
@@ -58,6 +66,7 @@ from authstate.state import AuthState
 if TYPE_CHECKING:
     from authstate.clock import Clock
     from authstate.config import Settings
+    from authstate.identity import Identity
 
 __all__ = ["Portal", "Resource", "SyncAuthState", "default_portal"]
 
@@ -131,8 +140,19 @@ class Portal:
         close: Callable[[T], Awaitable[None]] | None = None,
     ) -> Resource[T]:
         """A value opened on this loop on first use, once per process (see ``Resource``),
-        and closed (``close(value)``) when the portal closes."""
-        resource = Resource(self, open, close)
+        and closed (``close(value)``, on the loop) when the portal closes."""
+        return self._register(Resource(self, open, close))
+
+    def resource_built(
+        self,
+        build: Callable[[], T],
+        close: Callable[[T], Awaitable[None]] | None = None,
+    ) -> Resource[T]:
+        """As ``resource``, but built by a plain function in the first calling thread
+        (which may itself call the portal, e.g. ``sync.state``)."""
+        return self._register(Resource(self, None, close, build=build))
+
+    def _register(self, resource: Resource[T]) -> Resource[T]:
         with self._lock:
             self._resources.append(resource)
         return resource
@@ -198,11 +218,14 @@ class Resource(Generic[T]):
     def __init__(
         self,
         portal: Portal,
-        open: Callable[[], Awaitable[T]],
+        open: Callable[[], Awaitable[T]] | None,
         close: Callable[[T], Awaitable[None]] | None,
+        *,
+        build: Callable[[], T] | None = None,
     ) -> None:
         self.portal = portal
         self._open = open
+        self._build = build
         self._close = close
         self._value: T | None = None
         self._opened = False
@@ -213,7 +236,11 @@ class Resource(Generic[T]):
             return cast(T, self._value)  # not "if value is None": T itself may be None
         with self._lock:
             if not self._opened:
-                value = self.portal.call(self._open)
+                if self._open is not None:
+                    value = self.portal.call(self._open)
+                else:
+                    assert self._build is not None
+                    value = self._build()
                 self._value, self._opened = value, True
                 return value
             return cast(T, self._value)
@@ -221,6 +248,14 @@ class Resource(Generic[T]):
     @property
     def opened(self) -> bool:
         return self._opened
+
+    def close(self) -> None:
+        """Close the value now (it is opened again on next use)."""
+        loop = self.portal._loop
+        if loop is not None and self.portal.running:
+            self._close_on(loop)
+        else:
+            self._forget()
 
     def _close_on(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -361,9 +396,17 @@ class SyncAuthState:
         state = self.state
         return self.portal.call(fn, state)
 
+    def authenticate_bearer(self, token: object) -> Identity:
+        """``AuthState.authenticate_bearer``: in this thread for a JWT it has already
+        verified (``authenticate_cached``: no hop to the loop), else on the portal."""
+        if isinstance(token, str):
+            identity = self.state.authenticate_cached(token)
+            if identity is not None:
+                return identity
+        return self.call(AuthState.authenticate_bearer, token)
+
     # who is calling
     authenticate_session = _Delegate(AuthState.authenticate_session)
-    authenticate_bearer = _Delegate(AuthState.authenticate_bearer)
     introspect = _Delegate(AuthState.introspect)
     # logging in and out
     login = _Delegate(AuthState.login)
@@ -387,9 +430,7 @@ class SyncAuthState:
 
     def close(self) -> None:
         """Close the ``AuthState`` (not the portal, which other users may share)."""
-        resource = self._state
-        if resource.opened and self.portal.running and self.portal._loop is not None:
-            resource._close_on(self.portal._loop)
+        self._state.close()
 
     def __enter__(self) -> SyncAuthState:
         return self

@@ -214,3 +214,106 @@ def test_asyncio_run_per_call_is_the_bug_this_replaces(jwks_server: JWKSServer) 
     clock.advance(400)
     with pytest.raises(RuntimeError, match="Event loop is closed"):
         asyncio.run(verifier.averify(token))
+
+
+class CountingPortal(Portal):
+    """A real portal that counts the coroutines handed to its loop."""
+
+    def __init__(self) -> None:
+        super().__init__(name="authstate-test-portal")
+        self.hops = 0
+
+    def submit(self, coroutine: Any) -> Any:
+        self.hops += 1
+        return super().submit(coroutine)
+
+
+def test_a_verified_jwt_is_answered_in_the_calling_thread(tmp_path: Path) -> None:
+    """The first verification hops to the loop (and caches); later ones are told in the
+    request thread, from the cache and the local revocation copy; a revoked token is
+    refused from the moment ``revoke_user`` returns, on every thread."""
+    with CountingPortal() as portal:  # memory store and bus: push revocation
+        sync = SyncAuthState(settings(tmp_path).model_copy(update={"store": "memory://"}),
+                             portal=portal)
+        sync.add_user("cy@example.com", PASSWORD, via="test")
+        login = sync.login("cy@example.com", PASSWORD, ip=None, user_agent=None)
+        token, _ = sync.issue_for_session(login.session)
+        assert sync.state.authenticate_cached(token) is None  # not verified yet
+        first = sync.authenticate_bearer(token)
+        hops = portal.hops
+        for _ in range(200):
+            assert sync.authenticate_bearer(token) == first
+        assert portal.hops == hops  # no hop at all
+        forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+        with pytest.raises(InvalidToken):  # a miss goes to the loop, for the precise error
+            sync.authenticate_bearer(forged)
+        assert portal.hops == hops + 1
+
+        stop = threading.Event()
+        revoked = threading.Event()
+        late_successes = 0
+        attempts = [0, 0, 0, 0]
+
+        def hammer(n: int) -> None:
+            nonlocal late_successes
+            while not stop.is_set():
+                after_revocation = revoked.is_set()
+                try:
+                    sync.authenticate_bearer(token)
+                except InvalidToken:
+                    pass
+                else:
+                    late_successes += after_revocation
+                attempts[n] += 1
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        _until(lambda: min(attempts) >= 50)  # every thread is on the cached path
+        sync.revoke_user(first.user_id)
+        revoked.set()
+        seen = list(attempts)
+        _until(lambda: all(a >= s + 50 for a, s in zip(attempts, seen, strict=True)))
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        assert late_successes == 0
+        assert sync.state.authenticate_cached(token) is None
+        sync.close()
+
+
+def _until(condition: Any, bound: float = 10.0) -> None:
+    """Wait for other threads' progress (not for time to pass), at most ``bound`` s."""
+    import time
+
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, "the threads made no progress"
+        time.sleep(0.001)
+
+
+def test_interpreter_exit_closes_the_portal_cleanly(tmp_path: Path) -> None:
+    """A script that never calls ``close``: at exit the AuthState (its store) is closed on its loop
+    and the loop stopped, with nothing left to complain (no "Task was destroyed", no
+    unclosed connection warning) and a zero exit status."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from authstate.config import Settings\n"
+        "from authstate.sync import SyncAuthState\n"
+        f"auth = SyncAuthState(Settings(store='sqlite:///{tmp_path / 'exit.db'}', "
+        "issuer='http://127.0.0.1:9', dev=True, password_time_cost=1, password_memory_kib=1024))\n"
+        "auth.add_user('ed@example.com', 'correct horse battery staple', via='test')\n"
+        "print(auth.ping())\n"
+    )
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", script], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sqlite"
+    assert done.stderr == ""
+    # SQLite removes its WAL file when the last connection closes: the store was closed
+    assert (tmp_path / "exit.db").exists() and not (tmp_path / "exit.db-wal").exists()

@@ -8,10 +8,11 @@ the visitor logs in through ``login`` below it is listed in the user's devices
 (``/auth/sessions``, ``authstate sessions list``) and revoking it there ends the Django
 session on its next request, in every process.
 
-- Configuration: ``settings.AUTHSTATE`` is a dict of authstate settings (the fields of
-  ``authstate.Settings``: ``{"store": "redis://...", ...}``) or a ``SyncAuthState``.
-  The store is reached through the process's sync portal (``authstate.sync``), one
-  background event loop shared by every request thread.
+- Configuration: ``settings.AUTHSTATE = {"SETTINGS": {"store": "redis://...", ...}}``
+  (``authstate.Settings`` keywords), the same setting the Django middleware reads; the
+  engine uses the middleware's ``SyncAuthState``, whose store is reached through the
+  process's sync portal (``authstate.sync``), one background event loop shared by every
+  request thread.
 - Writes follow ``authstate.appsessions``: only the keys a request changed are merged,
   atomically, so two concurrent requests of one session changing different keys both
   land (Django's own engines write the whole dict, last writer wins). Values are JSON
@@ -31,11 +32,13 @@ session on its next request, in every process.
 
 from __future__ import annotations
 
-import functools
-import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
+
+from authstate.extras import require
+
+require("django")
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
@@ -43,8 +46,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 
 from authstate import appsessions
-from authstate.config import Settings
-from authstate.errors import InvalidInput, SessionTooLarge
+from authstate.django.auth import authenticator
+from authstate.errors import ConfigurationError, InvalidInput, SessionTooLarge
 from authstate.sessions import ID_BYTES, Session, valid_id
 from authstate.state import AuthState, LoginResult
 from authstate.sync import SyncAuthState
@@ -53,19 +56,21 @@ __all__ = ["SessionDataTooLarge", "SessionStore", "login", "logout", "sync_state
 
 
 def sync_state() -> SyncAuthState:
-    """The ``SyncAuthState`` that ``settings.AUTHSTATE`` names (see the module docstring),
-    opened once per distinct configuration."""
+    """The ``SyncAuthState`` of ``settings.AUTHSTATE["SETTINGS"]``: the very one the
+    Django middleware (``authstate.django.auth.authenticator``) runs on, so the engine
+    and the middleware share one store connection set and one portal. (A
+    ``SyncAuthState`` given as ``settings.AUTHSTATE`` itself is used as it is.)"""
     config = getattr(settings, "AUTHSTATE", None)
     if isinstance(config, SyncAuthState):
         return config
-    if not isinstance(config, Mapping):
-        raise InvalidInput("settings.AUTHSTATE must be a dict of authstate settings")
-    return _opened(json.dumps(dict(config), sort_keys=True))
-
-
-@functools.cache
-def _opened(config: str) -> SyncAuthState:
-    return SyncAuthState(Settings(**json.loads(config)))
+    if isinstance(config, Mapping) and "SETTINGS" in config:
+        sync = authenticator().sync
+        if sync is not None:
+            return sync
+    raise ConfigurationError(
+        'the authstate session engine needs settings.AUTHSTATE = {"SETTINGS": '
+        '{"store": ...}} (the store its sessions live in)'
+    )
 
 
 class SessionDataTooLarge(SessionTooLarge, SuspiciousOperation):  # type: ignore[misc]

@@ -1,3 +1,21 @@
-"""authstate for Flask: server-side sessions (``ServerSideSessions``)."""
+"""authstate for Flask: ``Authstate`` (the extension), ``current_identity``,
+``login_required`` and ``require_scopes``; see ``authstate.flask.extension``. Server-side
+sessions: ``ServerSideSessions`` (``authstate.flask.sessions``).
 
-from authstate.flask.sessions import ServerSideSessions as ServerSideSessions
+Installed with ``authstate[flask]``."""
+
+from __future__ import annotations
+
+from authstate.flask.extension import (
+    Authstate,
+    current_auth,
+    current_identity,
+    login_required,
+    require_scopes,
+)
+from authstate.flask.sessions import ServerSideSessions
+
+__all__ = [
+    "Authstate", "ServerSideSessions", "current_auth", "current_identity", "login_required",
+    "require_scopes",
+]

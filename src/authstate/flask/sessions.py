@@ -1,6 +1,8 @@
 """Flask's ``session`` kept in authstate's store: a ``SessionInterface`` like Flask-Session's.
 
     app.session_interface = ServerSideSessions(SyncAuthState(settings))
+    # or, beside the Authstate extension on the service's store (SETTINGS):
+    ServerSideSessions(auth.sync).init_app(app)
 
 ``flask.session`` is then a ``ServerSideSession``: a dict of JSON values with Flask's
 ``permanent`` and ``modified``, whose data lives in one of authstate's sessions (the
@@ -33,6 +35,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+
+from authstate.extras import require
+
+require("flask")
 
 from flask import Flask, Request, Response
 from flask import request as current_request
