@@ -17,7 +17,12 @@ session on its next request, in every process.
   atomically, so two concurrent requests of one session changing different keys both
   land (Django's own engines write the whole dict, last writer wins). Values are JSON
   (as Django's default ``JSONSerializer``); a key set to None is removed; the data is
-  capped at ``appsessions.MAX_BYTES`` (``SessionTooLarge`` from ``save``).
+  capped at ``appsessions.MAX_BYTES`` (``SessionDataTooLarge`` from the assignment, or
+  from the response's save when concurrent writers together go past it: a
+  ``SuspiciousOperation``, so Django answers 400, not 500).
+- A store outage while the view reads the session raises ``StoreUnavailable``, which
+  ``AuthstateMiddleware`` answers with 503; one during the response's save is Django's
+  own 500 (its session middleware gives the exception nowhere else to go).
 - Expiry: authstate's idle and absolute timeouts bound every session; ``set_expiry``
   can shorten it (the expiry Django computes at each save is kept with the data and
   checked at load), not lengthen it past them.
