@@ -20,9 +20,10 @@ session on its next request, in every process.
   capped at ``appsessions.MAX_BYTES`` (``SessionDataTooLarge`` from the assignment, or
   from the response's save when concurrent writers together go past it: a
   ``SuspiciousOperation``, so Django answers 400, not 500).
-- A store outage while the view reads the session raises ``StoreUnavailable``, which
-  ``AuthstateMiddleware`` answers with 503; one during the response's save is Django's
-  own 500 (its session middleware gives the exception nowhere else to go).
+- A store outage raises ``StoreUnavailable`` (never an empty session passed off as
+  real); Django answers it with its own 500 unless the app maps it (a view-time one can
+  be turned into a 503 by a ``process_exception`` hook; one during the response's save
+  cannot: Django's session middleware gives it nowhere else to go).
 - Expiry: authstate's idle and absolute timeouts bound every session; ``set_expiry``
   can shorten it (the expiry Django computes at each save is kept with the data and
   checked at load), not lengthen it past them.
