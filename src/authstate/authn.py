@@ -39,6 +39,7 @@ its own verdict (``unavailable``) that every adapter answers with 503 and
 
 from __future__ import annotations
 
+import http.cookies
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -91,6 +92,32 @@ def session_cookie_name(settings: Settings) -> str:
     ``Domain``); the bare name in development mode, over plain HTTP."""
     name = settings.sessions.cookie_name
     return name if settings.service.dev else HOST_PREFIX + name
+
+
+def session_cookie(
+    settings: Settings, session_id: str | None, *, max_age: int | None = 0
+) -> bytes:
+    """The ``Set-Cookie`` value that sets the session cookie to ``session_id`` for
+    ``max_age`` seconds (None: until the browser closes), or clears it
+    (``session_id=None``). The one place its attributes
+    are written: HttpOnly (scripts cannot read it), SameSite=Lax (not sent on cross-site
+    subrequests or POSTs), Path=/, and ``Secure`` with the ``__Host-`` name outside
+    development mode (``session_cookie_name``). Framework-free, so every adapter (the
+    service's responses, the session middleware, WSGI) sends the same cookie."""
+    cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+    name = session_cookie_name(settings)
+    cookie[name] = session_id or ""
+    morsel = cookie[name]
+    if session_id is None or max_age is not None:
+        morsel["max-age"] = max_age if session_id is not None else 0
+    if session_id is None:
+        morsel["expires"] = 0  # the epoch: also for clients that ignore Max-Age
+    morsel["path"] = "/"
+    if not settings.service.dev:
+        morsel["secure"] = True
+    morsel["httponly"] = True
+    morsel["samesite"] = "lax"
+    return cookie.output(header="").strip().encode("latin-1")
 
 
 def bearer_challenge(error: str | None = None, scopes: Sequence[str] = ()) -> str:

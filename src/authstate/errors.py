@@ -46,6 +46,7 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     ├── NotFound                      not_found
     ├── Refused                       refused
     └── InvalidInput                  invalid_input
+        └── SessionTooLarge           session_too_large
 """
 
 from __future__ import annotations
@@ -328,3 +329,9 @@ class InvalidInput(AuthstateError):
     """The input is malformed."""
 
     code = "invalid_input"
+
+
+class SessionTooLarge(InvalidInput):
+    """The session's data would exceed its size limit."""
+
+    code = "session_too_large"

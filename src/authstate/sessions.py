@@ -9,6 +9,13 @@ Idle expiry slides, but the "last seen" write happens at most once per
 ``touch_interval`` so a hot session does not write on every request; the absolute
 expiry never moves. Rotation (login, privilege change) moves the record to a new ID in
 one store operation and the old ID is dead when it returns.
+
+A session may have no user yet (``create(None)``): the visitor's session an app keeps a
+cart or a flash message in before anyone logs in. It is kept out of every per-user index
+(no device list, no "log out everywhere"), its ``user_id`` reads as ``""``
+(``Session.anonymous``), and it never authenticates anyone: ``AuthState`` answers a
+request that carries one as anonymous. Logging in replaces it with a new session of the
+user (a new ID) that inherits its data (``AuthState.login``).
 """
 
 from __future__ import annotations
@@ -79,6 +86,11 @@ class Session(NamedTuple):
     def expires_at(self) -> float:
         return min(self.idle_expires_at, self.absolute_expires_at)
 
+    @property
+    def anonymous(self) -> bool:
+        """A visitor's session that no one has logged in to (see the module docstring)."""
+        return not self.user_id
+
     @classmethod
     def from_record(cls, record: Record) -> Session:
         v = record.value
@@ -86,7 +98,7 @@ class Session(NamedTuple):
         return _new_tuple(cls, (
             record.key[:HANDLE_LEN],
             v["sid"],
-            v["user_id"],
+            v["user_id"] or "",  # None (stored) for an anonymous session
             v["created_at"],
             v["last_seen"],
             v["idle_expires_at"],
@@ -130,7 +142,7 @@ class SessionManager:
 
     async def create(
         self,
-        user_id: str,
+        user_id: str | None,
         *,
         ip: str | None = None,
         user_agent: str | None = None,
@@ -138,8 +150,8 @@ class SessionManager:
         auth_time: float | None = None,
     ) -> tuple[str, Session]:
         """A new session; returns the secret ID (to give to the client, once) and the
-        session."""
-        if not user_id or len(user_id) > 128:
+        session. ``user_id=None`` makes an anonymous session (see the module docstring)."""
+        if user_id is not None and not 0 < len(user_id) <= 128:
             raise InvalidInput("user_id must be 1..128 characters")
         _check_data(data)
         now = self.clock.now()

@@ -61,6 +61,7 @@ from authstate.passwords import PasswordHasher
 from authstate.revocation import VERSION, Policies, Revocations
 from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
 from authstate.stores import Store, open_store
+from authstate.stores.base import JSON
 from authstate.throttle import LoginThrottle
 from authstate.tokens import introspection
 from authstate.tokens.access import AccessTokens, VerifiedTokenCache
@@ -237,7 +238,7 @@ class AuthState:
         malformed are one answer). ``StoreUnavailable`` when the store cannot answer:
         an outage is not a logout, so the caller fails closed without ending anything."""
         session = await self.sessions.lookup(session_id)
-        if session is None:
+        if session is None or session.anonymous:  # a visitor's session logs no one in
             return None
         # The account as it is now, not a copy taken at login (one more store read): a
         # disabled user's session is refused, and the identity carries the scopes the
@@ -278,13 +279,20 @@ class AuthState:
         token in its data. Every step is audited, with no password and no session ID.
         ``via`` names the front end in the failure's audit detail.
 
+        The previous session's data (a visitor's cart, a flash message) carries over to
+        the new session when that session was anonymous or already this user's, never
+        from another user's; its CSRF token never does (the new one is fresh). A write
+        to the previous session that lands between this copy and its revocation is lost:
+        the old ID is dead either way.
+
         Raises ``Throttled``, ``AuthenticationFailed`` or ``StoreUnavailable``."""
         user = await self._check_credentials(
             email, password, ip=ip, user_agent=user_agent, via=via
         )
         token = csrf.new_token()
+        kept = await self._data_to_keep(previous_session_id, user.id)
         session_id, session = await self.sessions.create(
-            user.id, ip=ip, user_agent=user_agent, data={csrf.DATA_KEY: token}
+            user.id, ip=ip, user_agent=user_agent, data={**kept, csrf.DATA_KEY: token}
         )
         await self._still_enabled(user.id, session, ip=ip, user_agent=user_agent, via=via)
         actor = f"user:{user.id}"
@@ -305,6 +313,15 @@ class AuthState:
             ip=ip, user_agent=user_agent,
         )
         return LoginResult(user, session_id, session, token)
+
+    async def _data_to_keep(self, previous_session_id: str | None, user_id: str) -> JSON:
+        """What a login carries over from the client's previous session (see ``login``)."""
+        if previous_session_id is None:
+            return {}
+        previous = await self.sessions.lookup(previous_session_id)
+        if previous is None or not (previous.anonymous or previous.user_id == user_id):
+            return {}
+        return {k: v for k, v in previous.data.items() if k != csrf.DATA_KEY}
 
     async def password_grant(
         self,
@@ -813,7 +830,7 @@ class AuthState:
         """A short access token for a live session (to call other services), bound to
         its ``sid`` and never outliving it; revoking the session revokes the token."""
         ttl = min(self.settings.tokens.access_ttl, int(session.expires_at - self.clock.now()))
-        if ttl < 1:
+        if ttl < 1 or session.anonymous:
             raise SessionNotFound()
         token, claims = self.tokens.issue(
             session.user_id, sid=session.sid, scope=scope or None,
@@ -1057,6 +1074,8 @@ class AuthState:
     async def _session_ended(self, session: Session, reason: str) -> None:
         """Every way a session ends passes here: audit it, revoke its refresh families
         and opaque tokens, and tombstone its ``sid`` so bound access tokens die too."""
+        if session.anonymous:  # a visitor's session: no login, nothing bound to it
+            return
         await self.audit.record(
             "session_revoked", user_id=session.user_id, session=session.handle,
             detail={"reason": reason},

@@ -7,6 +7,8 @@
   request, token=...)`` through the same authenticators.
 - ``authstate.django.drf``: ``AuthstateAuthentication`` and ``HasScopes`` /
   ``require_scopes(...)`` for DRF.
+- ``authstate.django.sessions``: a session engine (``SESSION_ENGINE``) on authstate's
+  store, sharing the middleware's ``AuthState`` (``settings.AUTHSTATE["SETTINGS"]``).
 
 Settings come from ``settings.AUTHSTATE`` (the keys of
 ``authstate.wsgi.RequestAuthenticator.from_config``). Modules are imported by their

@@ -1,5 +1,6 @@
 """authstate for Flask: ``Authstate`` (the extension), ``current_identity``,
-``login_required`` and ``require_scopes``; see ``authstate.flask.extension``.
+``login_required`` and ``require_scopes``; see ``authstate.flask.extension``. Server-side
+sessions: ``ServerSideSessions`` (``authstate.flask.sessions``).
 
 Installed with ``authstate[flask]``."""
 
@@ -12,5 +13,9 @@ from authstate.flask.extension import (
     login_required,
     require_scopes,
 )
+from authstate.flask.sessions import ServerSideSessions
 
-__all__ = ["Authstate", "current_auth", "current_identity", "login_required", "require_scopes"]
+__all__ = [
+    "Authstate", "ServerSideSessions", "current_auth", "current_identity", "login_required",
+    "require_scopes",
+]

@@ -6,8 +6,10 @@ POSTs), Path=/. Outside development mode it is also ``Secure`` and named with th
 no ``Domain`` (RFC 6265bis §4.1.3.2): a sibling subdomain cannot plant or shadow it.
 In development mode (plain HTTP on localhost) it has neither, and ``serve`` warns.
 
-Reading a cookie is ``authstate.authn``'s (``Credentials.cookie``, the first of a name
-wins), the same parsing the ASGI middleware does; its name is ``session_cookie_name``.
+The header itself is written by ``authstate.authn.session_cookie`` (framework-free, so
+the session middleware sends the very same cookie). Reading a cookie is
+``authstate.authn``'s (``Credentials.cookie``, the first of a name wins), the same
+parsing the ASGI middleware does; its name is ``session_cookie_name``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from authstate.authn import HOST_PREFIX, Credentials, session_cookie_name
+from authstate.authn import HOST_PREFIX, Credentials, session_cookie, session_cookie_name
 from authstate.config import Settings
 
 __all__ = [
@@ -37,22 +39,9 @@ def set_session_cookie(
     response: Response, session_id: str, settings: Settings, *, max_age: int
 ) -> None:
     """Set the cookie for ``max_age`` seconds (the session's absolute lifetime)."""
-    response.set_cookie(
-        session_cookie_name(settings),
-        session_id,
-        max_age=max_age,
-        path="/",
-        secure=not settings.service.dev,
-        httponly=True,
-        samesite="lax",
-    )
+    header = session_cookie(settings, session_id, max_age=max_age)
+    response.raw_headers.append((b"set-cookie", header))
 
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        session_cookie_name(settings),
-        path="/",
-        secure=not settings.service.dev,
-        httponly=True,
-        samesite="lax",
-    )
+    response.raw_headers.append((b"set-cookie", session_cookie(settings, None)))
