@@ -107,18 +107,17 @@ async def test_concurrent_renames_one_wins(store: Store) -> None:
     assert len(await store.list_by_user("session", "u")) == 1
 
 
-async def test_delete_by_user_catches_records_moved_meanwhile(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
+async def test_delete_by_user_catches_records_moved_meanwhile(store: Store) -> None:
     """"Log out everywhere" racing session rotations and refresh rotations of the same
     user leaves nothing of that user: a move that finishes first is deleted under its new
     key, one that finishes later finds nothing to move (the Redis Cluster store does
-    these in several one-slot steps; this pins that the steps keep that promise)."""
-    if store.url_scheme == "postgresql":
-        # Known (found by this test, issue 15): under READ COMMITTED a DELETE … WHERE
-        # user_id does not see the row a concurrent rename INSERTs after its snapshot,
-        # so that renamed record survives. Left to the PostgreSQL store's owner.
-        request.applymarker(pytest.mark.xfail(reason="postgres rename vs delete_by_user race"))
+    these in several one-slot steps; this pins that the steps keep that promise).
+
+    PostgreSQL: this caught a READ COMMITTED ``DELETE`` missing the row a rename moved
+    in after its snapshot (now REPEATABLE READ + retry, see ``delete_by_user``). SQLite
+    cannot race so: writers are serialised by the database's one write lock, and a write
+    statement runs on the newest snapshot once it holds it, so a move either committed
+    before the ``DELETE`` (seen, deleted) or starts after it (finds nothing to move)."""
     for i in range(20):
         await store.put("session", f"s{i}", {"i": i}, user_id="u")
         await store.put("refresh", f"r{i}", {"i": i}, user_id="u")
