@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
@@ -290,6 +291,41 @@ async def test_audit_events(store: Store, clock: FrozenClock) -> None:
     assert len(await store.query_events(since=clock.now() + 5)) == 2
     assert await store.prune_events(clock.now() + 2) == 2
     assert len(await store.query_events(limit=100)) == 5
+
+
+async def test_scrub_audit_fingerprints_one_users_ip_and_user_agent_in_place(
+    store: Store, clock: FrozenClock
+) -> None:
+    """A deleted user's events keep their ids, order and fields, but their IP address and
+    user agent become fingerprints; other users' events and later appends are untouched,
+    and a second scrub changes nothing."""
+    ids = []
+    for i in range(9):
+        ids.append(await store.append_event({
+            "ts": clock.now() + i, "type": "login", "user_id": "gone" if i % 3 == 0 else "kept",
+            "ip": f"192.0.2.{i}", "user_agent": f"Browser/{i}", "detail": {"n": i},
+        }))
+    await store.append_event({"ts": clock.now() + 9, "type": "logout", "user_id": "gone"})
+    before = await store.query_events(limit=100)
+
+    assert await store.scrub_audit("gone", ("ip", "user_agent")) == 3
+    after = await store.query_events(limit=100)
+    assert [r.id for r in after] == [r.id for r in before]
+    for old, new in zip(before, after, strict=True):
+        if old.event["user_id"] == "gone" and "ip" in old.event:
+            ip = "sha256:" + hashlib.sha256(old.event["ip"].encode()).hexdigest()[:8]
+            ua = "sha256:" + hashlib.sha256(old.event["user_agent"].encode()).hexdigest()[:8]
+            assert new.event == {**old.event, "ip": ip, "user_agent": ua}
+        else:
+            assert new.event == old.event
+    assert not any("192.0.2." in str(r.event) for r in await store.query_events(user_id="gone"))
+    assert await store.scrub_audit("gone", ("ip", "user_agent")) == 0
+    assert await store.scrub_audit("nobody", ("ip", "user_agent")) == 0
+    # the log goes on after a rewrite: a new event comes after every old one
+    newest = await store.append_event({"ts": clock.now() + 10, "type": "login", "user_id": "x"})
+    page = await store.query_events(limit=2)
+    assert page[0].id == newest and page[1].id == after[0].id
+    assert [r.id for r in await store.query_events(limit=3, before_id=ids[4])] == ids[3::-1][:3]
 
 
 async def test_sweep_removes_only_expired(store: Store, clock: FrozenClock) -> None:

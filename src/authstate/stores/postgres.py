@@ -44,6 +44,7 @@ from authstate.stores.base import (
     check_limit,
     merge_object,
     redact_url,
+    scrub_event,
 )
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
@@ -225,6 +226,7 @@ class PostgresStore:
         self._decr = DECR.format(records=records)
         self._spend = SPEND.format(records=records)
         self.sweep_statement = SWEEP.format(records=records)
+        self._user_events_locked = self._sql.user_events + " FOR UPDATE"
         self._checking: asyncio.Task[None] | None = None
 
     @classmethod
@@ -566,6 +568,23 @@ class PostgresStore:
             self._sql.prune_events, (before,), "pruning audit events", fetch=False
         )
         return count
+
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        """The user's events are read ``FOR UPDATE`` (through the ``audit_user`` index)
+        and rewritten by id in the same transaction."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(self._user_events_locked, (user_id,))
+                changes = [
+                    (Jsonb(scrubbed), row[0]) for row in await cur.fetchall()
+                    if (scrubbed := scrub_event(row[1], fields)) is not None
+                ]
+                if changes:
+                    async with conn.cursor() as writer:
+                        await writer.executemany(self._sql.rewrite_event, changes)
+        except _DOWN as error:
+            raise self._fail("scrubbing audit events", error) from error
+        return len(changes)
 
     async def sweep(self, *, batch: int = 1000) -> int:
         _, count = await self._query(
