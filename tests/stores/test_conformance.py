@@ -328,6 +328,27 @@ async def test_scrub_audit_fingerprints_one_users_ip_and_user_agent_in_place(
     assert [r.id for r in await store.query_events(limit=3, before_id=ids[4])] == ids[3::-1][:3]
 
 
+async def test_scrub_audit_loses_no_event_appended_meanwhile(
+    store: Store, clock: FrozenClock
+) -> None:
+    """Appends racing a scrub (which on Redis takes the stream's tail out and puts it
+    back) all land, once each, after the events that were there before."""
+    for i in range(200):
+        await store.append_event({"ts": clock.now(), "type": "login",
+                                  "user_id": "gone" if i % 2 else "kept", "ip": f"ip{i}"})
+    racing = [store.append_event({"ts": clock.now() + 1, "type": "login", "user_id": "kept",
+                                  "ip": f"late{i}"}) for i in range(40)]
+    results = await asyncio.gather(*racing[:20], store.scrub_audit("gone", ("ip",)),
+                                   *racing[20:])
+    assert results[20] == 100
+    rows = await store.query_events(limit=1000)
+    assert len(rows) == 240 and len({r.id for r in rows}) == 240
+    late = {r.event["ip"] for r in rows if r.event["ip"].startswith("late")}
+    assert late == {f"late{i}" for i in range(40)}
+    assert not any(r.event["ip"].startswith("late") for r in rows[40:])  # newest first
+    assert all(r.event["ip"].startswith("sha256:") for r in rows if r.event["user_id"] == "gone")
+
+
 async def test_sweep_removes_only_expired(store: Store, clock: FrozenClock) -> None:
     for i in range(30):
         await store.put("session", f"live{i}", {}, expires_at=clock.now() + 1000, user_id="u")
