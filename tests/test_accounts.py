@@ -374,6 +374,12 @@ async def test_delete_removes_the_user_from_every_store(
     deleted = [e for e in events if e.type == "user_deleted"]
     assert len(deleted) == 1 and deleted[0].user_id == user.id and deleted[0].actor == "cli"
     assert deleted[0].detail["email_fp"] == sessions_module.fingerprint(EMAIL)
+    # the user's past events keep fingerprints of their IP address and agent only
+    mine = [e for e in events if e.user_id == user.id and e.type != "user_deleted"]
+    assert deleted[0].detail["audit_scrubbed"] == sum(e.ip is not None for e in mine) > 0
+    assert "sha256:" + hashlib.sha256(IP.encode()).hexdigest()[:8] in {e.ip for e in mine}
+    assert not {IP, AGENT} & {v for e in mine for v in (e.ip, e.user_agent)}
+    assert any(e.user_id == other.id and e.ip == IP and e.user_agent == AGENT for e in events)
     with pytest.raises(AuthenticationFailed):
         await state.login(EMAIL, PASSWORD, ip=IP, user_agent=AGENT)
     clock.advance(state.revocation.lifetime + 1)

@@ -56,6 +56,16 @@ def test_tiny_run_writes_json_with_figures_for_every_model_and_a_chart(tmp_path:
         else:
             assert r["samples"] > 0, name
         assert m["state"]["bytes_per_user"] >= 0 and m["state"]["what"]
+        # permission change → refused: measured where a change reaches the credential,
+        # the token lifetime (not waited for) where nothing carries it to a JWT
+        c = m["permission"]
+        if m["family"] in ("jwt", "jwt+cache", "jwt+denylist"):
+            assert c["kind"] == "lifetime" and c["samples"] == 0, name
+            assert c["max_s"] == data["config"]["access_token_ttl_s"], name
+        elif m["family"] != "opaque+introspection":
+            assert c["samples"] == data["config"]["revocation_samples"], name
+            assert 0 <= c["median_s"] <= c["p99_s"] <= c["max_s"] < 5, name
+    assert "permission change" in result.output and "token lifetime (" in result.output
     for family in ("session",):
         assert all(m["state"]["bytes_per_user"] > 0 for m in models.values() if m["family"] == family)
         assert all(m["revocation"]["max_s"] == 0 for m in models.values() if m["family"] == family)

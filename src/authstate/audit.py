@@ -116,6 +116,12 @@ def current_origin() -> Origin:
     return _origin.get()
 
 
+# What an event says about a person besides the user ID: scrubbed to fingerprints when
+# the account is deleted (``AuthState.delete_user``); session handles and token
+# fingerprints are already one-way.
+PERSONAL_FIELDS = ("ip", "user_agent")
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One event; ``id`` is set once stored (the pagination cursor)."""

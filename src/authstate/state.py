@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from authstate import csrf, keystore
-from authstate.audit import AuditLog
+from authstate.audit import PERSONAL_FIELDS, AuditLog
 from authstate.bus import Bus, bus_for
 from authstate.cleanup import BATCH, CleanupReport, Sweeper, cleanup_once
 from authstate.clients import Client, Clients
@@ -662,10 +662,12 @@ class AuthState:
         await self.store.patch(  # keeps refusing old JWTs in store mode until they expire
             VERSION, user_id, {}, expires_at=self.clock.now() + self.revocation.lifetime
         )
+        # Before the deletion event, whose IP and agent are the operator's, not the user's.
+        scrubbed = await self.store.scrub_audit(user_id, PERSONAL_FIELDS)
         await self.audit.record(
             "user_deleted", actor=actor, user_id=user_id,
             detail={"email_fp": fingerprint(user.email), "sessions": revoked.sessions,
-                    "families": revoked.families},
+                    "families": revoked.families, "audit_scrubbed": scrubbed},
         )
         return revoked
 

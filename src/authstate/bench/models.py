@@ -12,16 +12,23 @@ JWT models other than ``jwt+cache`` turn the verified-token cache off, so that t
 measure what the issue asks for (a signature verify per request, as for a token seen
 for the first time); ``jwt+cache`` shows the default, where a repeated token costs a
 hash and a dictionary lookup.
+
+The bench user is a real account (created on each store the first time a state opens
+it), so the same models can measure a change of standing: ``set_scopes`` or
+``disable_user`` through the front door, then the first refusal of a credential that
+held the scope. ``jwt+push`` runs with token versions on, the setting that carries such a
+change to JWTs (the other JWT variants do not, and are bounded by the token lifetime).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from authstate.config import Settings
-from authstate.errors import AuthstateError, InvalidToken
+from authstate.errors import AuthstateError, Conflict, InvalidToken, NotFound
 from authstate.revocation import DENY
 from authstate.sessions import KIND as SESSION_KIND
 from authstate.sessions import digest as session_digest
@@ -42,7 +49,7 @@ Family = Literal[
 ]
 RevocationKind = Literal["immediate", "push", "lifetime"]
 
-BENCH_USER = "bench-user"
+BENCH_EMAIL = "bench-user@authstate-bench.example"
 BENCH_CLIENT = "authstate-bench"
 
 # Each family's settings: which revocation checks run on the per-request path.
@@ -57,7 +64,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "jwt": NO_REVOCATION,
     "jwt+cache": NO_REVOCATION,
     "jwt+denylist": {**NO_REVOCATION, "revocation_denylist": True},
-    "jwt+push": {**NO_REVOCATION, "revocation_denylist": True, "push_revocation": True},
+    "jwt+push": {**NO_REVOCATION, "revocation_denylist": True,
+                 "revocation_token_version": True, "push_revocation": True},
     "opaque": {},
     "opaque+introspection": {},
 }
@@ -87,6 +95,7 @@ class Model(Protocol):
 
     spec: ModelSpec
     state: AuthState
+    user_id: str
     header_name: str
     revocation_kind: RevocationKind
     state_what: str
@@ -123,14 +132,15 @@ class SessionModel:
     revocation_kind: RevocationKind = "immediate"
     state_what = "session record (key + JSON value)"
 
-    def __init__(self, spec: ModelSpec, state: AuthState) -> None:
+    def __init__(self, spec: ModelSpec, state: AuthState, user_id: str) -> None:
         self.spec = spec
         self.state = state
+        self.user_id = user_id
         self.cookie_name = session_cookie_name(state.settings)
 
     async def issue(self) -> str:
         session_id, _ = await self.state.sessions.create(
-            BENCH_USER, ip="127.0.0.1", user_agent="authstate-bench"
+            self.user_id, ip="127.0.0.1", user_agent="authstate-bench"
         )
         return session_id
 
@@ -159,9 +169,10 @@ class BearerModel:
 
     header_name = "authorization"
 
-    def __init__(self, spec: ModelSpec, state: AuthState) -> None:
+    def __init__(self, spec: ModelSpec, state: AuthState, user_id: str) -> None:
         self.spec = spec
         self.state = state
+        self.user_id = user_id
         family = spec.family
         self.opaque = family.startswith("opaque")
         self.revocation_kind: RevocationKind = (
@@ -182,9 +193,9 @@ class BearerModel:
 
     async def issue(self) -> str:
         if self.opaque:
-            token, _ = await self.state.opaque.issue(BENCH_USER)
+            token, _ = await self.state.opaque.issue(self.user_id)
             return token
-        token, _ = self.state.tokens.issue(BENCH_USER)
+        token, _ = self.state.tokens.issue(self.user_id)
         return token
 
     def header_value(self, credential: str) -> str:
@@ -227,11 +238,14 @@ class IntrospectionModel:
     revocation_kind: RevocationKind = "immediate"
     state_what = "opaque token record at the service (key + JSON value)"
 
-    def __init__(self, spec: ModelSpec, state: AuthState, service: ServiceInfo) -> None:
+    def __init__(
+        self, spec: ModelSpec, state: AuthState, user_id: str, service: ServiceInfo
+    ) -> None:
         self.spec = spec
         self.state = state
+        self.user_id = user_id
         self.service = service
-        self._opaque = BearerModel(ModelSpec(spec.name, "opaque", spec.store), state)
+        self._opaque = BearerModel(ModelSpec(spec.name, "opaque", spec.store), state, user_id)
         self._introspection = Introspection(
             service.url, client_id=service.client_id, client_secret=service.client_secret,
         )
@@ -267,6 +281,21 @@ class IntrospectionModel:
         await self._introspection.aclose()
 
 
+async def bench_account(state: AuthState) -> str:
+    """The bench user's account on this state's store, created when absent (a store
+    shared by several states, or with the HTTP server process, holds one). Its password
+    is random and never used: the bench mints credentials for it directly."""
+    try:
+        return (await state.find_user(BENCH_EMAIL)).id
+    except NotFound:
+        pass
+    try:
+        user = await state.add_user(BENCH_EMAIL, secrets.token_urlsafe(24), via="bench")
+    except Conflict:  # another process created it meanwhile
+        return (await state.find_user(BENCH_EMAIL)).id
+    return user.id
+
+
 class Unavailable(Exception):
     """A model cannot run here (a piece not installed or not configured); the runner
     records the reason and carries on with the others. Never leaves the bench."""
@@ -286,6 +315,7 @@ class Workshop:
         self.algorithm = algorithm
         self.service: ServiceInfo | None = None
         self._states: dict[tuple[str, str], AuthState] = {}
+        self._users: dict[int, str] = {}
         self._models: list[Model] = []
 
     async def state(self, url: str, variant: str, algorithm: str | None = None) -> AuthState:
@@ -297,8 +327,14 @@ class Workshop:
                 key_algorithm=algorithm or self.algorithm,
                 **VARIANTS[variant],
             )
-            self._states[slot] = await AuthState.open(settings)
+            state = await AuthState.open(settings)
+            self._states[slot] = state
+            self._users[id(state)] = await bench_account(state)
         return self._states[slot]
+
+    def user_id(self, state: AuthState) -> str:
+        """The bench account's ID on this state's store."""
+        return self._users[id(state)]
 
     async def build(self, spec: ModelSpec) -> Model:
         own_keys = spec.family in ("jwt", "jwt+cache")
@@ -309,14 +345,15 @@ class Workshop:
         except (ImportError, AuthstateError) as error:
             raise Unavailable(f"store {spec.store.split('://')[0]}: {error}") from error
         model: Model
+        user_id = self.user_id(state)
         if spec.family == "session":
-            model = SessionModel(spec, state)
+            model = SessionModel(spec, state, user_id)
         elif spec.family == "opaque+introspection":
             if self.service is None:
                 raise Unavailable("needs the HTTP service (not run with --no-http)")
-            model = IntrospectionModel(spec, state, self.service)
+            model = IntrospectionModel(spec, state, user_id, self.service)
         else:
-            model = BearerModel(spec, state)
+            model = BearerModel(spec, state, user_id)
         self._models.append(model)
         return model
 

@@ -36,6 +36,17 @@ def _delay(m: ModelResult) -> str:
     return f"{r.median_s * 1000:.2g} ms (p99 {r.p99_s * 1000:.2g})"
 
 
+def _permission(m: ModelResult) -> str:
+    r = m.permission
+    if r.kind == "lifetime":
+        return f"token lifetime ({r.max_s:.0f} s)"
+    if r.samples == 0:
+        return "not measured"
+    if r.max_s == 0:
+        return "0 (next req)"
+    return f"{r.median_s * 1000:.2g} ms (p99 {r.p99_s * 1000:.2g})"
+
+
 def _state(m: ModelResult) -> str:
     s = m.state
     if s.bytes_per_revoked:
@@ -59,6 +70,7 @@ def table(result: BenchResult) -> Table:
     t.add_column("HTTP req/s\n± spread", justify="right", no_wrap=True)
     t.add_column("credential B\n(KB/1k req)", justify="right", no_wrap=True)
     t.add_column("revocation\ndelay", justify="right", no_wrap=True)
+    t.add_column("permission change\n→ refused", justify="right", no_wrap=True)
     t.add_column("state B\nper user", justify="right", no_wrap=True)
     for m in result.models:
         p, h = m.in_process, m.http
@@ -70,6 +82,7 @@ def table(result: BenchResult) -> Table:
             f"{_num(h.throughput_rps)} ±{h.spread_pct:.0f}%" if h else "—",
             f"{m.wire.bytes} ({m.wire.per_1000_requests / 1000:.0f})",
             _delay(m),
+            _permission(m),
             _state(m),
         )
     return t

@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 HEADER_NAMES = {"cookie": "Cookie", "authorization": "Authorization"}
 POLL_LIMIT = 5.0
+PERMISSION_SCOPE = "bench:read"
 SCHEMA = "authstate-bench/1"
 NOTES = (
     "latencies in microseconds; throughput is the median of the per-round rates, spread is "
@@ -53,6 +54,11 @@ NOTES = (
     "lifetime means the token stays valid until exp; for push between processes, "
     "push_arrival_* (table: bus ±µs) is when the second process applied the pushed event, "
     "relative to revoke returning in the first (negative: before it returned)",
+    "permission change → refused: from AuthState.set_scopes (dropping the scope the "
+    "credential holds) or disable_user returning, alternately, to the first refusal by a "
+    "verifier (for jwt+push a second AuthState on the same store and bus, in this "
+    "process); 0 means the next request was refused; JWT models without token versions "
+    "are bounded by the token lifetime and are not waited for",
     "state bytes are a record's key plus its compact JSON value; engines add overhead",
     "credential bytes are the whole request header line that carries it (name, value, CRLF)",
 )
@@ -105,6 +111,7 @@ class ModelResult:
     http_errors: int
     revocation: Delays
     state: StateBytes
+    permission: Delays
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +204,7 @@ class Runner:
             per_model = 2 + self.config.rounds
             if self.config.http:
                 per_model += 1 + self.config.rounds
-            self.tracker.begin(len(models) * per_model + 1)
+            self.tracker.begin(len(models) * per_model + 2)
             in_process = await self._in_process(models, credentials)
             http: dict[str, tuple[Figures, int]] = {}
             delays: dict[str, Delays] = {}
@@ -211,6 +218,8 @@ class Runner:
                 for m in models
             }
             self.tracker.step("state per user")
+            permission = {m.spec.name: await self._permission_change(m) for m in models}
+            self.tracker.step("permission changes")
         finally:
             if server is not None:
                 await server.stop()
@@ -227,6 +236,7 @@ class Runner:
                 http_errors=http[m.spec.name][1] if m.spec.name in http else 0,
                 revocation=delays.get(m.spec.name) or self._unmeasured_delay(m),
                 state=state[m.spec.name],
+                permission=permission[m.spec.name],
             )
             for m in models
         ]
@@ -451,6 +461,75 @@ class Runner:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
+    async def _permission_change(self, model: Model) -> Delays:
+        """Permission change → refused, per model (see NOTES). Each trial gives the bench
+        account back its standing and ``PERMISSION_SCOPE`` (untimed), mints a credential
+        holding that scope, checks it is accepted, then alternates ``set_scopes([])`` and
+        ``disable_user`` and polls the verifier until it refuses."""
+        family = model.spec.family
+        if family in ("jwt", "jwt+cache", "jwt+denylist"):
+            ttl = float(self.settings.tokens.access_ttl)
+            return Delays(
+                kind="lifetime", median_s=ttl / 2, p99_s=ttl * 0.99, max_s=ttl, samples=0,
+                note="no token version: the scopes in a JWT hold until it expires",
+            )
+        if family == "opaque+introspection":
+            return Delays("immediate", 0.0, 0.0, 0.0, 0,
+                          "not measured: the token lives at the service (as opaque)")
+        state = model.state
+        verifier = state
+        if family == "jwt+push" and model.spec.store.startswith("memory"):
+            # a memory store and bus exist in this process only: share them
+            verifier = AuthState(state.settings, state.store, clock=state.clock, bus=state.bus)
+            await verifier.start()
+        elif family == "jwt+push":  # another instance: its own connections and bus
+            verifier = await AuthState.open(state.settings)
+        measured: list[float] = []
+        try:
+            for trial in range(self.config.revocation_samples):
+                await state.enable_user(model.user_id, actor="bench")
+                await state.set_scopes(model.user_id, [PERMISSION_SCOPE], actor="bench")
+                credential = await self._scoped_credential(model)
+                if not await _holds_scope(verifier, family, credential):
+                    continue
+                if trial % 2:
+                    await state.disable_user(model.user_id, reason="bench", actor="bench")
+                else:
+                    await state.set_scopes(model.user_id, [], actor="bench")
+                changed = time.perf_counter()
+                first = True
+                while time.perf_counter() - changed < POLL_LIMIT:
+                    if not await _holds_scope(verifier, family, credential):
+                        measured.append(0.0 if first else time.perf_counter() - changed)
+                        break
+                    first = False
+                    await asyncio.sleep(0)
+        finally:
+            if verifier is not state:
+                await verifier.close()
+        await state.enable_user(model.user_id, actor="bench")
+        where = ("a second AuthState on the same store and bus, in this process"
+                 if verifier is not state else "the next in-process request (a store read)")
+        return summarise_delays("push" if family == "jwt+push" else "immediate", measured, where)
+
+    async def _scoped_credential(self, model: Model) -> str:
+        """A credential of the model's kind that holds ``PERMISSION_SCOPE``, minted by
+        the flows an application uses (a session; an access token for it; an opaque token)."""
+        state = model.state
+        if model.spec.family == "session":
+            session_id, _ = await state.sessions.create(
+                model.user_id, ip="127.0.0.1", user_agent="authstate-bench"
+            )
+            return session_id
+        if model.spec.family == "opaque":
+            token, _ = await state.opaque.issue(model.user_id, scope=(PERMISSION_SCOPE,))
+            return token
+        session_id, session = await state.sessions.create(
+            model.user_id, ip="127.0.0.1", user_agent="authstate-bench"
+        )
+        token, _ = await state.issue_for_session(session, scope=(PERMISSION_SCOPE,))
+        return token
+
     def _unmeasured_delay(self, model: Model) -> Delays:
         if model.revocation_kind == "lifetime":
             ttl = float(self.settings.tokens.access_ttl)
@@ -460,6 +539,18 @@ class Runner:
                 "at a uniformly random moment of its lifetime)",
             )
         return Delays(model.revocation_kind, 0.0, 0.0, 0.0, 0, "not measured (no HTTP run)")
+
+
+async def _holds_scope(verifier: AuthState, family: str, credential: str) -> bool:
+    """Whether the verifier accepts the credential with ``PERMISSION_SCOPE``."""
+    if family == "session":
+        identity = await verifier.authenticate_session(credential)
+    else:
+        try:
+            identity = await verifier.authenticate_bearer(credential)
+        except InvalidToken:
+            return False
+    return identity is not None and PERMISSION_SCOPE in identity.scope
 
 
 async def run_bench(

@@ -15,6 +15,7 @@ reclaims the space by itself (Redis TTL) or through ``sweep`` (SQL, memory).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import json.scanner
 import re
@@ -197,6 +198,11 @@ class Store(Protocol):
     async def prune_events(self, before: float) -> int:
         """Delete audit events older than ``before``; how many."""
 
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        """In every stored audit event of ``user_id``, replace the string value of each
+        of ``fields`` with its fingerprint (``scrub_event``), keeping the event's id and
+        place in the log; how many events changed. Scrubbing twice changes nothing."""
+
     async def sweep(self, *, batch: int = 1000) -> int:
         """Delete up to ``batch`` expired records; how many. Cost follows what expired."""
 
@@ -221,6 +227,24 @@ def merge_object(current: object, fields: JSON, max_bytes: int) -> JSON:
     if len(dumps(merged)) > max_bytes:
         raise InvalidInput(f"the merged object is limited to {max_bytes} bytes of JSON")
     return merged
+
+
+SCRUBBED = "sha256:"
+
+
+def scrub_event(event: JSON, fields: tuple[str, ...]) -> JSON | None:
+    """The event with each of ``fields`` that holds a string replaced by ``sha256:`` and
+    the first 8 hex digits of its SHA-256 (enough to tell two values apart in one
+    user's trail, too short to look a value up), or None when nothing changes: the one
+    scrub rule of ``Store.scrub_audit`` on every backend, applied in Python because not
+    every engine has SHA-256 (Redis Lua has only SHA-1)."""
+    changed = {
+        name: SCRUBBED + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:8]
+        for name in fields
+        if isinstance(value := event.get(name), str)
+        and not (value.startswith(SCRUBBED) and len(value) == len(SCRUBBED) + 8)
+    }
+    return {**event, **changed} if changed else None
 
 
 def expire_earlier(current: float | None, limit: float | None) -> float | None:

@@ -21,6 +21,7 @@ from authstate.stores.base import (
     check_limit,
     expire_earlier,
     merge_object,
+    scrub_event,
 )
 
 AUDIT_RING = 100_000
@@ -244,6 +245,17 @@ class MemoryStore:
             if len(rows) >= limit:
                 break
         return rows
+
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        changed = 0
+        for index, row in enumerate(self._events):
+            if row.event.get("user_id") != user_id:
+                continue
+            scrubbed = scrub_event(row.event, fields)
+            if scrubbed is not None:
+                self._events[index] = AuditRow(row.id, scrubbed)
+                changed += 1
+        return changed
 
     async def prune_events(self, before: float) -> int:
         kept = [row for row in self._events if row.event.get("ts", 0.0) >= before]

@@ -44,6 +44,7 @@ from authstate.stores.base import (
     check_limit,
     merge_object,
     redact_url,
+    scrub_event,
 )
 from authstate.stores.sql import Statements, audit_id, prefix_end
 
@@ -182,6 +183,11 @@ SWEEP = (
     " ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED))"
 )
 
+REPEATABLE_READ = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+# Each retry means another move of this user's records committed meanwhile; a few moves
+# per user at a time are normal, an endless stream of them is not.
+SERIALIZATION_RETRIES = 20
+
 Row = tuple[Any, ...]
 
 # "The server cannot serve us right now": lost or refused connections, timeouts, a pool
@@ -220,6 +226,7 @@ class PostgresStore:
         self._decr = DECR.format(records=records)
         self._spend = SPEND.format(records=records)
         self.sweep_statement = SWEEP.format(records=records)
+        self._user_events_locked = self._sql.user_events + " FOR UPDATE"
         self._checking: asyncio.Task[None] | None = None
 
     @classmethod
@@ -434,10 +441,37 @@ class PostgresStore:
     async def delete_by_user(
         self, kind: str, user_id: str, *, keep: str | None = None
     ) -> list[Record]:
-        rows, _ = await self._query(
-            self._sql.delete_by_user, (kind, user_id, keep or ""), "a delete"
+        """One ``DELETE`` in a REPEATABLE READ transaction, retried on a serialization
+        failure, so that a record moved meanwhile is never left behind.
+
+        Under the default READ COMMITTED the ``DELETE`` sees the user's rows as of its
+        snapshot: a ``rename`` (or a ``spend``'s successor) that commits while the
+        ``DELETE`` waits for the old row's lock moves the record to a row the ``DELETE``
+        cannot see, and it only skips the vanished old row, so the moved record survives
+        "log out everywhere". Under REPEATABLE READ that same moment (a row in the
+        snapshot changed or deleted by a concurrent commit) is an error instead, and the
+        retry's fresh snapshot sees the moved record. A move that starts after the
+        ``DELETE`` took a row's lock finds the row gone and moves nothing. Only this rare
+        operation pays (measured in ``benchmarks/pg_delete_by_user.py``): ``rename`` and
+        ``spend`` stay one autocommit statement, and a per-user lock they would all take
+        would cost them a round trip each."""
+        params = (kind, user_id, keep or "")
+        for _ in range(SERIALIZATION_RETRIES):
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(REPEATABLE_READ)
+                            cur = await conn.execute(self._sql.delete_by_user, params)
+                            rows = await cur.fetchall()
+                    except psycopg.errors.SerializationFailure:
+                        continue
+            except _DOWN as error:
+                raise self._fail("a delete", error) from error
+            return [Record(*row) for row in rows if self._live(row[2])]
+        raise self._fail(
+            "a delete", RuntimeError(f"{SERIALIZATION_RETRIES} concurrent-change retries")
         )
-        return [Record(*row) for row in rows if self._live(row[2])]
 
     async def scan(self, kind: str, *, prefix: str = "", limit: int = 1000) -> list[Record]:
         end = prefix_end(prefix)
@@ -534,6 +568,23 @@ class PostgresStore:
             self._sql.prune_events, (before,), "pruning audit events", fetch=False
         )
         return count
+
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        """The user's events are read ``FOR UPDATE`` (through the ``audit_user`` index)
+        and rewritten by id in the same transaction."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(self._user_events_locked, (user_id,))
+                changes = [
+                    (Jsonb(scrubbed), row[0]) for row in await cur.fetchall()
+                    if (scrubbed := scrub_event(row[1], fields)) is not None
+                ]
+                if changes:
+                    async with conn.cursor() as writer:
+                        await writer.executemany(self._sql.rewrite_event, changes)
+        except _DOWN as error:
+            raise self._fail("scrubbing audit events", error) from error
+        return len(changes)
 
     async def sweep(self, *, batch: int = 1000) -> int:
         _, count = await self._query(

@@ -12,7 +12,9 @@ Layout under the namespace ``ns`` (the Redis key prefix):
 - ``{ns}:u:{kind}:{user}`` a SET of the user's record keys, so ``list_by_user`` costs that
   user's records. Members whose record expired or moved are dropped lazily when the set
   is read; the set's own TTL is kept at least as long as its longest-lived member.
-- ``{ns}:audit`` a STREAM of audit events.
+- ``{ns}:audit`` a STREAM of audit events. A stream cannot edit an entry, so
+  ``scrub_audit`` (a deleted user's IP and agent) rewrites the tail from that user's
+  oldest event, ids kept, in one script (``_SCRUB_AUDIT``).
 
 Expiry is enforced twice, as the protocol asks: a PEXPIRE relative to the store's clock
 (so Redis reclaims the space and a ``sweep`` has nothing to do), and the expiry field
@@ -42,6 +44,7 @@ from authstate.stores.base import (
     check_kind_key,
     check_limit,
     merge_object,
+    scrub_event,
 )
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
@@ -293,6 +296,46 @@ return redis.call('HINCRBY', KEYS[1], N, -1)
 # KEYS[1] spent record, KEYS[2] successor;
 # ARGV: now, index prefix, new member, new e, new u, new ttl, spent e ('' keeps the
 # expiry unless earlier), spent ttl, n, n spend fields, new fields...
+# KEYS[1] the audit stream; ARGV: the oldest id to rewrite, then pairs of (id, new "j").
+# A stream cannot edit an entry, and XADD only appends after its top id, so the tail from
+# that id on is taken out and put back with the same ids, the given entries' "j"
+# replaced: XDEL the tail, XSETID down to the entry before it, XADD each entry with its
+# own id, then XSETID back to the stream's own last id, added count and deleted id, so
+# ids handed out later (and cursors) go on exactly as before. One script: atomic, so no
+# append is lost in between; it costs O(tail) inside Redis (measured in
+# ``benchmarks/audit_scrub.py``).
+_SCRUB_AUDIT = """
+local key = KEYS[1]
+local new = {}
+for i = 2, #ARGV, 2 do new[ARGV[i]] = ARGV[i + 1] end
+local tail = redis.call('XRANGE', key, ARGV[1], '+')
+local changed = 0
+for _, entry in ipairs(tail) do
+  if new[entry[1]] then changed = changed + 1 end
+end
+if changed == 0 then return 0 end
+local info = redis.call('XINFO', 'STREAM', key)
+local meta = {}
+for i = 1, #info, 2 do meta[info[i]] = info[i + 1] end
+for _, entry in ipairs(tail) do redis.call('XDEL', key, entry[1]) end
+local top = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+local floor = top[1] and top[1][1] or '0-0'
+redis.call('XSETID', key, floor, 'ENTRIESADDED', meta['entries-added'], 'MAXDELETEDID', floor)
+for _, entry in ipairs(tail) do
+  local fields = entry[2]
+  local replacement = new[entry[1]]
+  if replacement then
+    for i = 1, #fields, 2 do
+      if fields[i] == 'j' then fields[i + 1] = replacement end
+    end
+  end
+  redis.call('XADD', key, entry[1], unpack(fields))
+end
+redis.call('XSETID', key, meta['last-generated-id'], 'ENTRIESADDED', meta['entries-added'],
+  'MAXDELETEDID', meta['max-deleted-entry-id'])
+return changed
+"""
+
 _SPEND = """
 if not live(KEYS[1], tonumber(ARGV[1])) then return false end
 local before = redis.call('HGETALL', KEYS[1])
@@ -406,6 +449,7 @@ class RedisStore:
         self._incr_below = register(_LUA_PRELUDE + _INCR_BELOW)
         self._decr = register(_LUA_PRELUDE + _DECR)
         self._spend = register(_LUA_PRELUDE + _SPEND)
+        self._scrub_audit = register(_SCRUB_AUDIT)
 
     @classmethod
     async def open(
@@ -803,6 +847,35 @@ class RedisStore:
         except _DOWN as error:
             raise self._unavailable("query_events", error) from None
         return rows
+
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        """Find the user's events with a scan of the stream (XRANGE pages, as
+        ``query_events`` filters), scrub them here, and rewrite the stream's tail from
+        the oldest of them in one script (``_SCRUB_AUDIT``), ids and order kept."""
+        want = _dumps(user_id).encode()
+        changes: list[str] = []
+        oldest: str | None = None
+        lower = "-"
+        try:
+            while True:
+                batch: Any = await self._redis.xrange(
+                    self._audit, min=lower, max="+", count=SCAN_COUNT
+                )
+                for entry_id, entry in batch or ():
+                    if entry[b"u"] != want:
+                        continue
+                    scrubbed = scrub_event(json.loads(entry[b"j"]), fields)
+                    if scrubbed is not None:
+                        oldest = oldest or entry_id.decode()
+                        changes += [entry_id.decode(), _dumps(scrubbed)]
+                if not batch or len(batch) < SCAN_COUNT:
+                    break
+                lower = "(" + batch[-1][0].decode()
+            if oldest is None:
+                return 0
+            return int(await self._scrub_audit(keys=[self._audit], args=[oldest, *changes]))
+        except _DOWN as error:
+            raise self._unavailable("scrub_audit", error) from None
 
     async def prune_events(self, before: float) -> int:
         """Events are appended in time order, so the old ones are the head of the stream:

@@ -364,8 +364,6 @@ class RedisClusterStore(RedisStore):
     async def delete_by_user(
         self, kind: str, user_id: str, *, keep: str | None = None
     ) -> list[Record]:
-        prefix = self._prefix(kind)
-        owner = _dumps_user(user_id)
         removed: list[Record] = []
         seen: set[str] = set() if keep is None else {keep}
         for _ in range(DELETE_ROUNDS):
@@ -373,17 +371,38 @@ class RedisClusterStore(RedisStore):
             if not members:
                 break
             seen.update(members)
+            removed.extend(await self._delete_owned(kind, user_id, members))
+        return removed
+
+    async def _delete_owned(
+        self, kind: str, user_id: str, members: Sequence[str]
+    ) -> list[Record]:
+        """Delete the members' records owned by ``owner``, then drop them from the index.
+
+        A member whose record was not there may be the new key of a move that indexed it
+        but had not yet written it; if that move then succeeds, it did so before this
+        round deleted its old record, so its new record exists once the round is over.
+        Those members are tried once more before leaving the index: dropping them at once
+        would leave such a record alive and unindexed (found by
+        ``test_delete_by_user_catches_records_moved_meanwhile``)."""
+        prefix, owner = self._prefix(kind), _dumps_user(user_id)
+        removed: list[Record] = []
+        pending = list(members)
+        for _ in range(2):
             now = repr(self._clock.now())
             try:
                 results = await asyncio.gather(
-                    *(self._c_delete_owned(keys=[prefix + m], args=[now, owner]) for m in members)
+                    *(self._c_delete_owned(keys=[prefix + m], args=[now, owner]) for m in pending)
                 )
             except _DOWN as error:
                 raise self._unavailable(f"delete_by_user {kind}", error) from None
-            for member, result in zip(members, results, strict=True):
+            for member, result in zip(pending, results, strict=True):
                 if result is not None and int(result[0]) == 1:
                     removed.append(_record(member, result[1]))
-            await self._drop_members(kind, user_id, members)
+            pending = [m for m, result in zip(pending, results, strict=True) if result is None]
+            if not pending:
+                break
+        await self._drop_members(kind, user_id, members)
         return removed
 
     async def scan(self, kind: str, *, prefix: str = "", limit: int = 1000) -> list[Record]:

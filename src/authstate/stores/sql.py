@@ -53,6 +53,8 @@ TEMPLATES = {
     "append_event": "INSERT INTO {audit} (ts, type, user_id, event) VALUES (?, ?, ?, ?)"
     " RETURNING id",
     "prune_events": "DELETE FROM {audit} WHERE ts < ?",
+    "user_events": "SELECT id, event FROM {audit} WHERE user_id = ? ORDER BY id",
+    "rewrite_event": "UPDATE {audit} SET event = ? WHERE id = ?",
     "query_events": "SELECT id, event FROM {audit} WHERE {where} ORDER BY id DESC LIMIT ?",
 }
 
@@ -71,6 +73,8 @@ class Statements:
     scan_open: str
     append_event: str
     prune_events: str
+    user_events: str
+    rewrite_event: str
     query_events_template: str
     placeholder: str
 

@@ -48,6 +48,7 @@ from authstate.stores.base import (
     expire_earlier,
     merge_object,
     redact_url,
+    scrub_event,
 )
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
@@ -438,6 +439,21 @@ class SQLiteStore:
             return self._db.execute(SQL.prune_events, (before,)).rowcount
         except sqlite3.OperationalError as error:
             raise self._fail("pruning audit events", error) from error
+
+    async def scrub_audit(self, user_id: str, fields: tuple[str, ...]) -> int:
+        """Read and rewrite the user's events under ``BEGIN IMMEDIATE`` (through the
+        ``audit_user`` index), so no other process writes in between."""
+        try:
+            with self._immediate() as db:
+                rows = db.execute(SQL.user_events, (user_id,)).fetchall()
+                changes = [
+                    (_dumps(scrubbed), row[0]) for row in rows
+                    if (scrubbed := scrub_event(_loads(row[1]), fields)) is not None
+                ]
+                db.executemany(SQL.rewrite_event, changes)
+        except sqlite3.OperationalError as error:
+            raise self._fail("scrubbing audit events", error) from error
+        return len(changes)
 
     async def sweep(self, *, batch: int = 1000) -> int:
         try:
