@@ -21,8 +21,6 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from authstate import opaque as opaque_module
-from authstate import refresh as refresh_module
 from authstate import revocation as revocation_module
 from authstate import sessions as sessions_module
 from authstate import throttle as throttle_module
@@ -41,6 +39,8 @@ from authstate.errors import (
 from authstate.identity import Identity
 from authstate.state import AuthState
 from authstate.stores import Store, open_store
+from authstate.tokens import opaque as opaque_module
+from authstate.tokens import refresh as refresh_module
 from authstate.users import User
 from authstate.web.dependencies import require_scopes
 from authstate.web.middleware import AuthMiddleware, BearerJWT, BearerOpaque, SessionCookie
