@@ -69,9 +69,8 @@ from typing import Any
 
 import httpx
 
-SRC = (sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv
-       else str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, SRC)
+sys.path.insert(0, sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv  # --base
+                else str(Path(__file__).resolve().parents[1] / "src"))
 
 from authstate.config import Settings
 from authstate.state import AuthState
