@@ -29,12 +29,13 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' cluster helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tests.stores.cluster import RedisClusterNodes
 
 from authstate.sessions import SessionManager
 from authstate.stores import open_store
-from tests.stores.cluster import RedisClusterNodes
 
 REDIS_URL = os.environ.get("AUTHSTATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
