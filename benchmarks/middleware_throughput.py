@@ -24,7 +24,12 @@ store is the variant's):
 - ``session-redis+cache``: named deviation, ``SessionCookie(state, cache_seconds=2)``:
   the session read at most every 2 s (see its docstring for what the cache delays);
 - ``session-sqlite``: the session path on the embedded SQLite store (no bus: both
-  records read per request).
+  records read per request);
+- ``fastapi-pyjwt`` / ``fastapi-authstate`` (and ``-fresh``: a new token per request):
+  the honest peer on FastAPI, ``benchmarks/peers/fastapi_floor.py``: the dependency a
+  user writes by hand with PyJWT (signature and claims, NO revocation, no cache) beside
+  authstate's ``AuthMiddleware`` + ``CurrentIdentity`` (signature, claims, the three
+  revocation checks, its verified-token cache), on the same server and worker count.
 
 The session belongs to a real account (``add_user``), so the user-record read is
 measured: a user ID that is not an account's is never looked up.
@@ -77,7 +82,11 @@ from authstate.state import AuthState
 
 REDIS_URL = os.environ.get("AUTHSTATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 VARIANTS = ("none", "jwt", "jwt-fresh", "session-redis", "session-redis+cache",
-            "session-sqlite")
+            "session-sqlite", "fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh",
+            "fastapi-authstate-fresh")
+# The FastAPI rows: a hand-written PyJWT dependency (checks NO revocation) beside
+# authstate's middleware + dependency (all revocation checks), both on FastAPI.
+PEERS = ("fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh", "fastapi-authstate-fresh")
 TARGETS = {"jwt": 0.10, "session-redis": 0.25, "session-redis+cache": 0.25}
 CACHE_SECONDS = 2.0
 COOKIE = "authstate_session"
@@ -122,7 +131,14 @@ async def serve(variant: str, port: int, store: str, namespace: str) -> None:
 
     app: Any = Starlette(routes=[Route("/protected", protected)])
     state = None
-    if variant != "none":
+    if variant.startswith("fastapi-"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+        import fastapi_floor
+
+        state = await AuthState.open(settings_for(variant, store, namespace))
+        app = (fastapi_floor.floor(state) if "pyjwt" in variant
+               else fastapi_floor.authstate(state))
+    elif variant != "none":
         state = await AuthState.open(settings_for(variant, store, namespace))
         authenticator: Any = (
             BearerJWT(state) if variant.startswith("jwt")
@@ -190,11 +206,14 @@ def free_port() -> int:
 
 
 def redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), 1):
-            return True
-    except OSError:
-        return False
+    """Whether Redis answers (three tries: a busy shared machine can be slow to accept)."""
+    for _ in range(3):
+        try:
+            with socket.create_connection(("127.0.0.1", 6379), 2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 async def seed(
@@ -349,8 +368,10 @@ def main() -> None:
                          "per request through its Lua script")
     load = load_wrk
     wanted = VARIANTS if not args.only else ("none", *args.only.split(","))
-    variants = [v for v in wanted if redis_up() or not (v.startswith("jwt") or "redis" in v)]
-    if len(variants) < len(VARIANTS):
+    up = redis_up()
+    variants = [v for v in wanted
+                if up or not (v.startswith(("jwt", "fastapi")) or "redis" in v)]
+    if len(variants) < len(wanted):
         print(f"redis not reachable at {REDIS_URL}: skipping the Redis variants", file=sys.stderr)
     namespace = "bench_" + uuid.uuid4().hex[:10]
     servers: list[Server] = []
@@ -358,20 +379,21 @@ def main() -> None:
         sqlite = f"sqlite:///{Path(tmp) / 'bench.db'}"
         stores = {"none": "memory://", "jwt": REDIS_URL, "jwt-fresh": REDIS_URL,
                   "session-redis": REDIS_URL, "session-redis+cache": REDIS_URL,
-                  "session-sqlite": sqlite}
+                  "session-sqlite": sqlite, **{peer: REDIS_URL for peer in PEERS}}
         tokens = Path(tmp) / "tokens.txt"
         tokens.with_suffix(".lua").write_text(LUA)
         try:
-            headers = {v: asyncio.run(seed(stores[v], namespace, token=v.startswith("jwt"),
-                                           fresh=tokens if v == "jwt-fresh" else None))
+            headers = {v: asyncio.run(seed(stores[v], namespace,
+                                           token=v.startswith(("jwt", "fastapi")),
+                                           fresh=tokens if v.endswith("fresh") else None))
                        for v in variants if v != "none"}
             # the floor gets the same request bytes as the JWT run (it ignores them)
             headers["none"] = headers.get("jwt", {})
             for variant in variants:
-                fresh = str(tokens) if variant == "jwt-fresh" else None
+                fresh = str(tokens) if variant.endswith("fresh") else None
                 servers.append(start(variant, stores[variant], namespace, headers[variant],
                                      tokens=fresh))
-                if args.base and variant != "none":
+                if args.base and variant != "none" and variant not in PEERS:
                     servers.append(start(variant, stores[variant], namespace,
                                          headers[variant], src=str(Path(args.base) / "src"),
                                          label=f"{variant}@base", tokens=fresh))
