@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from authstate.revocation import Revocations
     from authstate.users import User, Users
 
-SIZE = 100_000  # entries: ~300 bytes each, so at most ~30 MB per process
+SIZE = 100_000  # entries: ~440 bytes each with two scopes (tracemalloc), at most ~44 MB
 TTL_MAX = 300.0
 EVENTS = frozenset({"user", "ver"})
 
