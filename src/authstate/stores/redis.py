@@ -498,7 +498,7 @@ class RedisStore:
         write, one socket wake-up and one pooled connection for their reads, where each
         would otherwise pay its own (py-spy under ``benchmarks/middleware_throughput.py``
         had the asyncio send path as the largest single cost of a Redis-backed session
-        request; batching halved the server's CPU per such request). The direct
+        request; with ``UserCache``, it halved the server CPU per such request). The direct
         send skips the generic command path (its retry wrapper, metrics hooks and reply
         callbacks), which costs more than decoding the record. The connection itself
         still times out, health-checks, and drops itself on any error, and a dropped
