@@ -1,23 +1,43 @@
 """Throughput of a protected endpoint behind AuthMiddleware, beside no authentication.
 
     .venv/bin/python benchmarks/middleware_throughput.py [--rounds 5] [--duration 4]
-        [--connections 32] [--json]
+        [--connections 32] [--base DIR] [--json]
 
 One plain Starlette app, one route (``/protected``: 200 with the caller's ID, 401 for
-the anonymous), served by uvicorn with one worker, in four variants, each its own
-process on its own 127.0.0.1 port:
+the anonymous), served by uvicorn with one worker (every variant alike), each variant its
+own process on its own 127.0.0.1 port. Every server runs authstate's DEFAULT settings
+(metrics on, push revocation with all three policies, the user-record cache) except
+what the run prints as changed (plain HTTP on loopback needs development mode, and the
+store is the variant's):
 
 - ``none``: the same route with no middleware and no check (the floor), sent the same
   request bytes as the ``jwt`` run (the Authorization header, ignored);
-- ``jwt``: ``AuthMiddleware([BearerJWT(state)])``, an EdDSA access token bound to a
-  session, verified with the service's keys, revocation checked in memory (the state is
-  on Redis with push revocation over its pub/sub, as a deployment runs it);
-- ``session-redis``: ``AuthMiddleware([SessionCookie(state)])`` on the Redis store: one
-  store read per request (the default);
-- ``session-redis+cache``: the same with ``SessionCookie(state, cache_seconds=2)``: the
-  store read at most every 2 s per session, revocation still pushed (see its docstring
-  for what the cache delays);
-- ``session-sqlite``: the same on the embedded SQLite store.
+- ``jwt``: ``AuthMiddleware([BearerJWT(state)])``, one EdDSA access token bound to a
+  session, sent on every request: after the first, a verified-token cache hit, with the
+  revocation check in memory (the state on Redis, push revocation over its pub/sub);
+- ``jwt-fresh``: the same middleware, a different token on every request (more tokens
+  than the verified-token cache holds, taken in turn by a wrk Lua script): each request
+  pays the signature check, the floor being ``cryptography``'s Ed25519 verify;
+- ``session-redis``: ``AuthMiddleware([SessionCookie(state)])`` on the Redis store: the
+  session read per request, and the user record (scopes, disabled) from the per-process
+  ``UserCache`` while push revocation is live;
+- ``session-redis+cache``: named deviation, ``SessionCookie(state, cache_seconds=2)``:
+  the session read at most every 2 s (see its docstring for what the cache delays);
+- ``session-sqlite``: the session path on the embedded SQLite store (no bus: both
+  records read per request);
+- ``fastapi-pyjwt`` / ``fastapi-authstate`` (and ``-fresh``: a new token per request):
+  the honest peer on FastAPI, ``benchmarks/peers/fastapi_floor.py``: the dependency a
+  user writes by hand with PyJWT (signature and claims, NO revocation, no cache) beside
+  authstate's ``AuthMiddleware`` + ``CurrentIdentity`` (signature, claims, the three
+  revocation checks, its verified-token cache), on the same server and worker count.
+
+The session belongs to a real account (``add_user``), so the user-record read is
+measured: a user ID that is not an account's is never looked up.
+
+``--base DIR`` (a directory holding an older ``src/authstate``, for instance
+``git archive MERGE_BASE src | tar -x -C DIR``) also serves every authenticated variant
+from that code (``variant@base``), in the same run, on the same store and in the same
+rotation, so a before/after comparison shares the machine's noise.
 
 Every server is checked first: 200 with the credential, 401 without. Then ``wrk``
 (Debian's package) loads each in turn for ``--duration`` seconds, the order rotating
@@ -54,25 +74,43 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv  # --base
+                else str(Path(__file__).resolve().parents[1] / "src"))
 
 from authstate.config import Settings
 from authstate.state import AuthState
 
 REDIS_URL = os.environ.get("AUTHSTATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-VARIANTS = ("none", "jwt", "session-redis", "session-redis+cache", "session-sqlite")
+VARIANTS = ("none", "jwt", "jwt-fresh", "session-redis", "session-redis+cache",
+            "session-sqlite", "fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh",
+            "fastapi-authstate-fresh")
+# The FastAPI rows: a hand-written PyJWT dependency (checks NO revocation) beside
+# authstate's middleware + dependency (all revocation checks), both on FastAPI.
+PEERS = ("fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh", "fastapi-authstate-fresh")
 TARGETS = {"jwt": 0.10, "session-redis": 0.25, "session-redis+cache": 0.25}
 CACHE_SECONDS = 2.0
 COOKIE = "authstate_session"
-USER = "u_benchmarkuser0001"
+EMAIL = "bench@example.com"
+PASSWORD = "correct horse battery staple 42"
+FRESH_TOKENS = 25_000  # > the verified-token cache (10 000): taken in turn, every one a miss
+# What differs from Settings() on every server; the store and namespace are the variant's.
+CHANGED = {"dev": True, "issuer": "http://127.0.0.1"}
+LUA = """
+local tokens = {}
+for line in io.lines(os.getenv("AUTHSTATE_BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer " .. tokens[i]})
+end
+"""
 
 
 # --- the server side ----------------------------------------------------------------------
 
 
 def settings_for(variant: str, store: str, namespace: str) -> Settings:
-    return Settings.from_flat(store=store, namespace=namespace, dev=True, issuer="http://127.0.0.1",
-                    metrics=False)
+    return Settings.from_flat(store=store, namespace=namespace, **CHANGED)
 
 
 async def serve(variant: str, port: int, store: str, namespace: str) -> None:
@@ -93,10 +131,17 @@ async def serve(variant: str, port: int, store: str, namespace: str) -> None:
 
     app: Any = Starlette(routes=[Route("/protected", protected)])
     state = None
-    if variant != "none":
+    if variant.startswith("fastapi-"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+        import fastapi_floor
+
+        state = await AuthState.open(settings_for(variant, store, namespace))
+        app = (fastapi_floor.floor(state) if "pyjwt" in variant
+               else fastapi_floor.authstate(state))
+    elif variant != "none":
         state = await AuthState.open(settings_for(variant, store, namespace))
         authenticator: Any = (
-            BearerJWT(state) if variant == "jwt"
+            BearerJWT(state) if variant.startswith("jwt")
             else SessionCookie(state, cache_seconds=CACHE_SECONDS) if variant.endswith("+cache")
             else SessionCookie(state)
         )
@@ -119,6 +164,7 @@ class Server:
     port: int
     headers: dict[str, str]
     process: subprocess.Popen[bytes]
+    tokens: str | None = None  # a file of tokens, one a line, sent in turn (jwt-fresh)
 
     @property
     def url(self) -> str:
@@ -160,21 +206,35 @@ def free_port() -> int:
 
 
 def redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), 1):
-            return True
-    except OSError:
-        return False
+    """Whether Redis answers (three tries: a busy shared machine can be slow to accept)."""
+    for _ in range(3):
+        try:
+            with socket.create_connection(("127.0.0.1", 6379), 2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
-async def seed(store: str, namespace: str, *, token: bool) -> dict[str, str]:
-    """A live session (and a session-bound access token) for the load's requests."""
+async def seed(
+    store: str, namespace: str, *, token: bool, fresh: Path | None = None
+) -> dict[str, str]:
+    """A real account's live session (and session-bound access tokens) for the load's
+    requests; ``fresh``: write ``FRESH_TOKENS`` distinct tokens there, one a line."""
     state = await AuthState.open(settings_for("seed", store, namespace))
     try:
-        session_id, session = await state.sessions.create(USER, user_agent="wrk")
+        user = await state.users.by_email(EMAIL)
+        if user is None:
+            user = await state.add_user(EMAIL, PASSWORD, via="bench")
+        session_id, session = await state.sessions.create(user.id, user_agent="wrk")
         if not token:
             return {"Cookie": f"{COOKIE}={session_id}"}
         access, _ = await state.issue_for_session(session)
+        if fresh is not None:
+            ver = await state.revocation.version(user.id)
+            fresh.write_text("\n".join(
+                state.tokens.issue(user.id, sid=session.sid, ver=ver)[0]
+                for _ in range(FRESH_TOKENS)) + "\n")
         return {"Authorization": f"Bearer {access}"}
     finally:
         await state.close()
@@ -194,12 +254,17 @@ def pin(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
 
 
-def start(variant: str, store: str, namespace: str, headers: dict[str, str]) -> Server:
+def start(
+    variant: str, store: str, namespace: str, headers: dict[str, str],
+    *, src: str | None = None, label: str | None = None, tokens: str | None = None,
+) -> Server:
     port = free_port()
     command = [*pin(0), sys.executable, __file__, "--serve", variant, "--port", str(port),
                "--store", store, "--namespace", namespace]
+    if src is not None:
+        command += ["--src", src]
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    server = Server(variant, port, headers, process)
+    server = Server(label or variant, port, headers, process, tokens)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -228,10 +293,15 @@ def _ms(text: str) -> float:
 
 def load_wrk(server: Server, duration: float, connections: int) -> Run:
     command = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"]
-    for name, value in server.headers.items():
-        command += ["-H", f"{name}: {value}"]
+    env = None
+    if server.tokens is not None:
+        command += ["-s", str(Path(server.tokens).with_suffix(".lua"))]
+        env = {**os.environ, "AUTHSTATE_BENCH_TOKENS": server.tokens}
+    else:
+        for name, value in server.headers.items():
+            command += ["-H", f"{name}: {value}"]
     out = subprocess.run([*command, server.url], capture_output=True, text=True, check=True,
-                         timeout=duration + 30).stdout
+                         timeout=duration + 30, env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -276,33 +346,57 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per load run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--base", help="a directory with an older src/authstate: also "
+                        "serve each authenticated variant from it (variant@base)")
+    parser.add_argument("--only", help="comma-separated variants to run (besides none)")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        asyncio.run(serve(args.serve, args.port, args.store, args.namespace))
+        # The loop uvicorn's "auto" (and ``authstate serve``) would pick: uvloop when
+        # installed. ``asyncio.run`` alone would give every variant the slower stdlib loop.
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(serve(args.serve, args.port, args.store, args.namespace))
         return
 
-    load = load_wrk if shutil.which("wrk") else load_httpx
-    variants = [v for v in VARIANTS if redis_up() or not (v == "jwt" or "redis" in v)]
-    if len(variants) < len(VARIANTS):
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed (apt-get install wrk): jwt-fresh sends a new token "
+                         "per request through its Lua script")
+    load = load_wrk
+    wanted = VARIANTS if not args.only else ("none", *args.only.split(","))
+    up = redis_up()
+    variants = [v for v in wanted
+                if up or not (v.startswith(("jwt", "fastapi")) or "redis" in v)]
+    if len(variants) < len(wanted):
         print(f"redis not reachable at {REDIS_URL}: skipping the Redis variants", file=sys.stderr)
     namespace = "bench_" + uuid.uuid4().hex[:10]
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="authstate-bench-") as tmp:
         sqlite = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        stores = {"none": "memory://", "jwt": REDIS_URL, "session-redis": REDIS_URL,
-                  "session-redis+cache": REDIS_URL, "session-sqlite": sqlite}
+        stores = {"none": "memory://", "jwt": REDIS_URL, "jwt-fresh": REDIS_URL,
+                  "session-redis": REDIS_URL, "session-redis+cache": REDIS_URL,
+                  "session-sqlite": sqlite, **{peer: REDIS_URL for peer in PEERS}}
+        tokens = Path(tmp) / "tokens.txt"
+        tokens.with_suffix(".lua").write_text(LUA)
         try:
-            headers = {v: asyncio.run(seed(stores[v], namespace, token=v == "jwt"))
+            headers = {v: asyncio.run(seed(stores[v], namespace,
+                                           token=v.startswith(("jwt", "fastapi")),
+                                           fresh=tokens if v.endswith("fresh") else None))
                        for v in variants if v != "none"}
             # the floor gets the same request bytes as the JWT run (it ignores them)
             headers["none"] = headers.get("jwt", {})
             for variant in variants:
-                servers.append(start(variant, stores[variant], namespace, headers[variant]))
+                fresh = str(tokens) if variant.endswith("fresh") else None
+                servers.append(start(variant, stores[variant], namespace, headers[variant],
+                                     tokens=fresh))
+                if args.base and variant != "none" and variant not in PEERS:
+                    servers.append(start(variant, stores[variant], namespace,
+                                         headers[variant], src=str(Path(args.base) / "src"),
+                                         label=f"{variant}@base", tokens=fresh))
             for server in servers:  # warm-up, not counted
                 load(server, min(2.0, args.duration), args.connections)
             runs: dict[str, list[Run]] = {s.variant: [] for s in servers}
@@ -324,6 +418,14 @@ def main() -> None:
     report(runs, load.__name__.removeprefix("load_"), args)
 
 
+def loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def server_stack() -> str:
     """What uvicorn's "auto" picks here: the HTTP parser and the event loop."""
     import importlib.util
@@ -342,7 +444,7 @@ def report(runs: dict[str, list[Run]], driver: str, args: argparse.Namespace) ->
         cpu = statistics.median(r.cpu_us for r in measured_runs)
         cost = 1 - rps / floor_rps
         cpu_cost = 1 - floor_cpu / cpu
-        target = TARGETS.get(variant)
+        target = TARGETS.get(variant.removesuffix("@base"))
         rows.append({
             "variant": variant,
             "rps": round(rps),
@@ -358,9 +460,13 @@ def report(runs: dict[str, list[Run]], driver: str, args: argparse.Namespace) ->
             "errors": sum(r.errors for r in measured_runs),
         })
     if args.json:
-        print(json.dumps({"driver": driver, "server": server_stack(), "rounds": args.rounds, "duration": args.duration,
-                          "connections": args.connections, "rows": rows}, indent=2))
+        print(json.dumps({"driver": driver, "server": server_stack(), "rounds": args.rounds,
+                          "duration": args.duration, "connections": args.connections,
+                          "changed": CHANGED, "rows": rows}, indent=2))
         return
+    print("settings changed from the defaults on every server: "
+          + ", ".join(f"{k}={v}" for k, v in CHANGED.items())
+          + "; store: Redis for jwt* and session-redis*, SQLite for session-sqlite")
     print(f"protected endpoint, uvicorn 1 worker ({server_stack()}), load by {driver}: "
           f"{args.rounds} rounds x {args.duration:g} s, {args.connections} connections; "
           "medians over rounds")

@@ -70,6 +70,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "password_grant": ("false", False),
     "bus": ("redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/1"),
     "bus_fallback": ("reject", "reject"),
+    "user_cache_seconds": ("2.5", 2.5),
     "throttle_account_limit": ("3", 3),
     "throttle_ip_limit": ("30", 30),
     "throttle_window": ("600", 600),

@@ -190,6 +190,10 @@ class RevocationSettings(_Group):
     push: bool = True
     bus: str | None = None
     bus_fallback: Literal["store", "reject"] = "store"
+    # Seconds a process may keep a user record for the session path (``usercache``):
+    # only while push revocation is live, dropped at once by a change's event, so this
+    # bounds only the age of a copy whose event was lost. 0 reads the store per request.
+    user_cache_seconds: float = Field(30.0, ge=0, le=300)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """A bus URL is shown with its password masked, like the store's."""
@@ -240,6 +244,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "push_revocation": ("revocation", "push"),
     "bus": ("revocation", "bus"),
     "bus_fallback": ("revocation", "bus_fallback"),
+    "user_cache_seconds": ("revocation", "user_cache_seconds"),
     **{f"throttle_{name}": ("throttle", name) for name in ThrottleSettings.model_fields},
     **{f"password_{name}": ("passwords", name) for name in PasswordSettings.model_fields},
 }

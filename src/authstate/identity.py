@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from authstate.sessions import Session
+
+if TYPE_CHECKING:  # the accounts module (and its password hashing) stays unimported here
+    from authstate.users import User
 
 Method = Literal["session", "jwt", "opaque"]
 # The default for claims: read-only, so the one object every Identity shares cannot be
@@ -27,3 +30,6 @@ class Identity(NamedTuple):
     scope: tuple[str, ...] = ()
     claims: Mapping[str, Any] = NO_CLAIMS
     session: Session | None = None
+    # The account record the session path read (or took from ``UserCache``), so that a
+    # caller needing it (the service's own API) does not read it a second time.
+    user: User | None = None

@@ -279,6 +279,12 @@ class Revocations:
         record = await self.store.get(VERSION, user_id)
         return int(record.value["n"]) if record is not None else 0
 
+    async def announce_user_changed(self, user_id: str) -> None:
+        """Tell every process that a user record changed (scopes, admin flag, disabled):
+        each drops its cached copy (``UserCache``). Nothing is stored: a resync empties
+        those caches anyway, so a missed event cannot outlive the next one."""
+        await self._announce({"t": "user", "sub": user_id})
+
     async def announce_key_retired(self, kid: str) -> None:
         """Tell every verifier to drop a signing key (the key set lives in the store)."""
         await self._announce({"t": "key", "kid": kid})

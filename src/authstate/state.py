@@ -75,6 +75,7 @@ from authstate.tokens.refresh import (
     RefreshTokens,
     TokenPair,
 )
+from authstate.usercache import UserCache
 from authstate.users import User, Users
 
 HEX = frozenset("0123456789abcdef")
@@ -230,6 +231,8 @@ class AuthState:
             audit=self.audit, on_reuse=self._refresh_reused, authorize=self._authorize_grant,
         )
         self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
+        self.user_cache = UserCache(self.users, self.revocation, clock=self.clock,
+                                    ttl=revocation.user_cache_seconds)
         self._started = False
 
     @timed_verify("session")
@@ -240,11 +243,12 @@ class AuthState:
         session = await self.sessions.lookup(session_id)
         if session is None or session.anonymous:  # a visitor's session logs no one in
             return None
-        # The account as it is now, not a copy taken at login (one more store read): a
-        # disabled user's session is refused, and the identity carries the scopes the
-        # user holds at this request. A user ID with no account here is the
-        # application's own (no read: the ID is not ours), with no scopes.
-        user = await self.users.get(session.user_id)
+        # The account as it is now, not a copy taken at login: a disabled user's session
+        # is refused, and the identity carries the scopes the user holds at this request.
+        # ``UserCache`` spares the read while push revocation is live (a change's event
+        # drops the copy everywhere); otherwise it is read here. A user ID with no account
+        # here is the application's own (no read: the ID is not ours), with no scopes.
+        user = await self.user_cache.get(session.user_id)
         if user is not None and user.disabled:
             return None
         return Identity(
@@ -254,7 +258,12 @@ class AuthState:
             sid=session.sid,
             scope=user.scopes if user is not None else (),
             session=session,
+            user=user,
         )
+
+    async def current_user(self, user_id: str) -> User | None:
+        """The account as it is now, for a request (cached per ``UserCache``'s rules)."""
+        return await self.user_cache.get(user_id)
 
     # -- flows: logging in and out ---------------------------------------------------
 
@@ -568,6 +577,7 @@ class AuthState:
             user, lambda: self.users.set_disabled(user_id, reason=reason),
             rollback=lambda: self.users.set_enabled(user_id), what="disable",
         )
+        await self.revocation.announce_user_changed(user_id)
         revoked = await self.revoke_user(user_id, reason="disabled")
         await self.audit.record(
             "user_disabled", actor=actor, user_id=user_id,
@@ -580,6 +590,7 @@ class AuthState:
         """Let the account log in again. Nothing ended by the disable comes back."""
         await self.get_user(user_id)
         user = await self.users.set_enabled(user_id)
+        await self.revocation.announce_user_changed(user_id)
         await self.audit.record("user_enabled", actor=actor, user_id=user_id)
         return user
 
@@ -602,13 +613,15 @@ class AuthState:
     ) -> User:
         """Replace the scopes the user may be granted (``InvalidScope`` for a bad name).
 
-        A removed scope stops working at the next request: sessions read the user's
-        scopes per request; opaque tokens holding it are deleted; and the user's token
-        version is bumped (pushed to every instance), so every earlier JWT is refused
-        and the client's next refresh mints the narrowed set (``_authorize_grant``).
+        A change applies at the next request: sessions take the user's scopes from the
+        record, whose cached copies the announced ``user`` event drops everywhere. A
+        removed scope also ends what holds it: opaque tokens holding it are deleted; and
+        the user's token version is bumped (pushed to every instance), so every earlier
+        JWT is refused and the client's next refresh mints the narrowed set (``_authorize_grant``).
         Adding scopes ends nothing: new tokens carry them as they are granted."""
         before = await self.get_user(user_id)
         user = await self.users.set_scopes(user_id, scopes)
+        await self.revocation.announce_user_changed(user_id)  # sessions see it next request
         removed = sorted(set(before.scopes) - set(user.scopes))
         added = sorted(set(user.scopes) - set(before.scopes))
         if removed:
@@ -627,7 +640,7 @@ class AuthState:
 
     async def set_admin(self, user_id: str, admin: bool, *, actor: str | None = None) -> User:
         """Grant or take away admin rights (``Refused`` for the last enabled admin).
-        Sessions read the account per request, so the change applies at the next one."""
+        The change is announced (``UserCache``), so it applies at the next request."""
         user = await self.get_user(user_id)
         if user.is_admin == admin:
             return user
@@ -638,6 +651,7 @@ class AuthState:
                 user, lambda: self.users.set_admin(user_id, False),
                 rollback=lambda: self.users.set_admin(user_id, True), what="demote",
             )
+        await self.revocation.announce_user_changed(user_id)
         await self.audit.record("user_admin_changed", actor=actor, user_id=user_id,
                                 detail={"admin": admin})
         return user
@@ -659,6 +673,7 @@ class AuthState:
         revoked = await self.revoke_user(user_id, reason="deleted")
         await self.throttle.forget(user.email)
         await self.users.delete(user_id)
+        await self.revocation.announce_user_changed(user_id)
         await self.store.patch(  # keeps refusing old JWTs in store mode until they expire
             VERSION, user_id, {}, expires_at=self.clock.now() + self.revocation.lifetime
         )
@@ -688,6 +703,8 @@ class AuthState:
             return changed
         if not any(u.is_admin and not u.disabled for u in await self.users.list()):
             await rollback()
+            # Another process may have cached the record between change and rollback.
+            await self.revocation.announce_user_changed(user.id)
             raise Refused(f"cannot {what} the last enabled admin: make another admin first")
         return changed
 

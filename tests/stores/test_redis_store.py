@@ -3,10 +3,12 @@ literal SCAN prefixes, stream-based audit, and script reloading."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from authstate.clock import FrozenClock
@@ -253,3 +255,30 @@ async def test_a_counter_reads_as_n(rstore: RedisStore, clock: FrozenClock) -> N
     record = await rstore.get("throttle", "ip")
     assert record is not None
     assert (record.value, record.expires_at) == ({"n": 2}, clock.now() + 60)
+
+
+async def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own(
+    rstore: RedisStore, raw: aioredis.Redis, clock: FrozenClock
+) -> None:
+    """Reads of one event-loop turn go out as one batch (``_fetch``): each caller gets
+    its own record (or None), a wrong-type key fails only its own read, and a reader
+    cancelled before the reply leaves the others' answers intact."""
+    for i in range(50):
+        await rstore.put("session", f"k{i}", {"i": i}, expires_at=clock.now() + 60)
+    await raw.set(f"{ns(rstore)}:r:session:wrongtype", b"x")  # a string, not a hash
+    gets = [asyncio.create_task(rstore.get("session", f"k{i}")) for i in range(60)]
+    broken = asyncio.create_task(rstore.get("session", "wrongtype"))
+    doomed = asyncio.create_task(rstore.get("session", "k1"))
+    await asyncio.sleep(0)  # every read is queued; the batch goes out next turn
+    doomed.cancel()
+    await asyncio.sleep(0)
+    assert len(rstore._fetches) == 1, "one round trip for the 62 reads"
+    records = await asyncio.gather(*gets)
+    assert [r.value["i"] if r is not None else None for r in records] == [
+        *range(50), *[None] * 10]
+    with pytest.raises(redis.exceptions.ResponseError):
+        await broken
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert len(rstore._fetches) == 0
+    assert await rstore.get("session", "k7") is not None, "the store still reads alone"

@@ -124,7 +124,11 @@ def check_csrf(
 
 
 async def _user(state: AuthState, identity: Identity, *, token_presented: bool) -> User:
-    user = await state.users.get(identity.user_id)
+    """The caller's account: the one the session path already read (one store read per
+    cookie request, not two), else (a bearer token) as ``AuthState`` has it now."""
+    user = identity.user
+    if user is None:
+        user = await state.current_user(identity.user_id)
     if user is None or user.disabled:  # a disabled account's credentials are all dead
         raise unauthenticated(token_presented=token_presented)
     bind_origin(actor=f"user:{user.id}")  # the request's audit events name the caller

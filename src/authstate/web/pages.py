@@ -181,7 +181,7 @@ async def _visitor(request: Request, state: AuthState) -> Visitor | None:
     if by_cookie is None:
         return None
     session_id, session, identity = by_cookie
-    user = await state.users.get(identity.user_id)
+    user = identity.user  # read once, by the session path
     return Visitor(session_id, session, user) if user is not None else None
 
 
