@@ -12,6 +12,12 @@ there on a plain connection. When that node dies, or the slot moves (Redis then 
 it is lost, and the next attempt asks the cluster again, so it follows a failover to the
 promoted replica. As for every bus (``bus/base.py``), the listener resynchronises from
 the store after each subscription before trusting its copy again.
+
+redis-py's asyncio client has sharded pub/sub only from 8.0 (``PubSub.ssubscribe``,
+``RedisCluster.spublish``), and pyproject allows 6.0. Before 8.0 the bus falls back to
+classic ``SUBSCRIBE`` / ``PUBLISH`` on the same node (the one serving the channel's slot):
+classic messages reach every node, so delivery and failover behave the same, at the cost
+of the broadcast.
 """
 
 from __future__ import annotations
@@ -41,18 +47,23 @@ _CLUSTER_FAILURES: tuple[type[BaseException], ...] = (
     redis_errors.SlotNotCoveredError,
 )
 
+# redis-py >= 8.0; before that, classic pub/sub (see the module docstring)
+SHARDED = hasattr(RedisCluster, "spublish") and hasattr(PubSub, "ssubscribe")
+
 
 class RedisClusterBus(RedisBus):
     name = "redis-cluster"
     _failures = _CLUSTER_FAILURES
-    _events = ("smessage",)
-    # the slot moved to another node (resharding): resubscribe where it lives now
-    _dropped = ("sunsubscribe",)
 
-    def __init__(self, url: str, *, channel: str) -> None:
-        Resubscribing.__init__(self, "revocation bus (redis cluster sharded pub/sub)")
+    def __init__(self, url: str, *, channel: str, sharded: bool = SHARDED) -> None:
+        kind = "sharded pub/sub" if sharded else "pub/sub"
+        Resubscribing.__init__(self, f"revocation bus (redis cluster {kind})")
         self._url = url
         self._channel = channel
+        self._sharded = sharded
+        self._events = ("smessage",) if sharded else ("message",)
+        # the slot moved to another node (resharding): resubscribe where it lives now
+        self._dropped = ("sunsubscribe",) if sharded else ()
         self._cluster_publisher: RedisCluster | None = None
 
     def _cluster(self, retries: int) -> RedisCluster:
@@ -90,19 +101,33 @@ class RedisClusterBus(RedisBus):
 
     async def _confirm(self, pubsub: PubSub) -> None:
         """Subscribe and wait for the shard to confirm (see ``RedisBus._confirm``)."""
-        await pubsub.ssubscribe(self._channel)
+        if self._sharded:
+            await pubsub.ssubscribe(self._channel)
+        else:
+            await pubsub.subscribe(self._channel)
+        confirmation = "ssubscribe" if self._sharded else "subscribe"
         deadline = time.monotonic() + COMMAND_TIMEOUT
         while time.monotonic() < deadline:
             message = await pubsub.get_message(timeout=COMMAND_TIMEOUT)
-            if message is not None and message["type"] == "ssubscribe":
+            if message is not None and message["type"] == confirmation:
                 return
-        raise BusUnavailable("redis cluster did not confirm the shard subscription")
+        raise BusUnavailable("redis cluster did not confirm the subscription")
 
     async def publish(self, event: JSON) -> None:
         if self._cluster_publisher is None:
             raise BusUnavailable("bus not started")
+        cluster = self._cluster_publisher
         try:
-            await self._cluster_publisher.spublish(self._channel, encode(event))
+            if self._sharded:
+                await cluster.spublish(self._channel, encode(event))
+            else:
+                # PUBLISH names no key, so the client needs a node: the channel's slot
+                # owner, looked up anew each time (a failed call resets the topology)
+                await cluster.initialize()
+                node = cluster.get_node_from_key(self._channel)
+                await cluster.execute_command(
+                    "PUBLISH", self._channel, encode(event), target_nodes=node
+                )
         except _CLUSTER_FAILURES as error:
             raise BusUnavailable(
                 f"cannot publish on the redis cluster: {type(error).__name__}"

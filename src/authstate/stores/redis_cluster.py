@@ -33,7 +33,8 @@ session, or a token that two callers both spent:
 
 Index TTLs are extended after a patch moves a record's expiry (the owner is known only
 then); if that second step fails the caller sees ``StoreUnavailable`` and the next touch
-extends it again. Counters, patch, delete and create were single-key already.
+extends it again. Counters, patch, delete and create were single-key already; merge is a
+snapshot and a compare-and-set on its one key (no ``WATCH``: see ``merge``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import Any
 
 from authstate.clock import Clock
 from authstate.errors import InvalidStoreURL, MissingDependencyError, StoreUnavailable
-from authstate.stores.base import JSON, Record, check_kind_key
+from authstate.stores.base import JSON, Record, check_kind_key, merge_object
 from authstate.stores.base import dumps as _dumps
 from authstate.stores.base import loads as _loads
 from authstate.stores.redis import (
@@ -60,6 +61,7 @@ from authstate.stores.redis import (
     _dumps_user,
     _fields,
     _record,
+    field_name,
     glob_escape,
 )
 from authstate.stores.redis_urls import parse
@@ -141,6 +143,14 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# KEYS[1] record; ARGV: the snapshot joined, field, value. 1 when the record was unchanged
+# and the field is now set.
+_C_SET_IF_SAME = """
+if table.concat(redis.call('HGETALL', KEYS[1])) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
 # KEYS[1] record to spend; ARGV: now, spent expiry (E value or ''), its TTL in ms (or ''),
 # spend fields... The spent record's expiry only ever shortens (the reuse window).
 _C_SPEND = """
@@ -185,6 +195,7 @@ class RedisClusterStore(RedisStore):
         self._c_snapshot = register(_LUA_PRELUDE + _C_SNAPSHOT)
         self._c_delete_if_same = register(_LUA_PRELUDE + _C_DELETE_IF_SAME)
         self._c_spend = register(_LUA_PRELUDE + _C_SPEND)
+        self._c_set_if_same = register(_LUA_PRELUDE + _C_SET_IF_SAME)
 
     @classmethod
     async def open(
@@ -265,6 +276,32 @@ class RedisClusterStore(RedisStore):
         if e != "-" and record.user_id is not None and int(ttl) > 0:
             await self._index_add(kind, record.user_id, key, ttl)
         return record
+
+    async def merge(
+        self, kind: str, key: str, field: str, fields: JSON, *, max_bytes: int
+    ) -> Record | None:
+        """Check-and-set without ``WATCH``/``MULTI``: redis-py's asyncio cluster client
+        refuses transactions before 6.2 (``transaction is deprecated in cluster mode``),
+        and pyproject allows 6.0. Snapshot the record, merge in Python (the one
+        ``merge_object`` of every backend; not in Lua, whose ``cjson`` would mangle the
+        caller's data), then set the field only if the record is still exactly the
+        snapshot; a concurrent write makes that fail and the merge runs again on what the
+        write left, so no update is lost."""
+        name = self._prefix(kind) + key
+        while True:
+            snapshot = await self._call(
+                f"merge {kind}", self._c_snapshot, name, [repr(self._clock.now())]
+            )
+            if snapshot is None:
+                return None
+            record = _record(key, snapshot)
+            merged = merge_object(record.value.get(field), fields, max_bytes)
+            done = await self._call(
+                f"merge {kind}", self._c_set_if_same, name,
+                [b"".join(snapshot), field_name(field), _dumps(merged)],
+            )
+            if done:
+                return record._replace(value={**record.value, field: merged})
 
     async def delete(self, kind: str, key: str) -> Record | None:
         now = self._clock.now()
