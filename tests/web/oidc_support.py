@@ -38,7 +38,7 @@ def receiver(fail_first: int = 0) -> Iterator[Receiver]:
     box: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        def do_POST(self) -> None:
             got = box[0]
             body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
             with got.arrived:

@@ -228,8 +228,11 @@ class BackchannelLogout:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop: deliveries under way are cancelled; their outbox entries stay for the
-        next instance's pump."""
+        """Stop: deliveries under way get one request's time (``timeout``) to finish (a
+        CLI command that ended a session delivers before it exits), then are cancelled;
+        their outbox entries stay for the next instance's pump."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=self.timeout)
         tasks = [t for t in (self._pump, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()

@@ -28,7 +28,7 @@ from authstate.web import csrf
 from authstate.web.bodies import repeated_names
 from authstate.web.caller import get_state
 from authstate.web.cookies import clear_session_cookie
-from authstate.web.pages import PageRoute, Visitor, render_page, visitor_of
+from authstate.web.pages import PageRoute, Visitor, allow_form_target, render_page, visitor_of
 from authstate.web.problems import Problem
 
 router = APIRouter(prefix="/oauth", tags=["oidc"])
@@ -120,12 +120,16 @@ async def _end_session(request: Request, params: dict[str, str], *, confirmed: b
     own = hint is not None and hint.get("sid") == visitor.session.sid
     if not (own or confirmed):
         client = await state.clients.get(hint["aud"] if hint else params.get("client_id"))
-        return render_page(
+        page = render_page(
             request, "end_session.html",
             {"done": False, "visitor": visitor, "csrf_token": visitor.csrf_token,
              "email": visitor.user.email, "client_name": client.name if client else None,
              "params": [(n, params[n]) for n in LOGOUT_PARAMS if n in params]},
         )
+        if target is not None:  # CSP form-action: the form's redirect ends at the app
+            parts = urlsplit(target)
+            allow_form_target(page, f"{parts.scheme}://{parts.netloc}")
+        return page
     await state.logout(session_id=visitor.session_id)
     await state.audit.record("rp_logout", user_id=visitor.user.id,
                              session=visitor.session.handle,
