@@ -5,18 +5,23 @@ over real HTTP to a receiver that validates the logout token with PyJWT."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import httpx
+import jwt
 import pytest
 from authlib.jose import JsonWebKey
 from authlib.jose import jwt as authlib_jwt
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from authlib.oidc.core import CodeIDToken
 from authlib.oidc.discovery import OpenIDProviderMetadata
+from typer.testing import CliRunner
 
+from authstate.cli import app
 from authstate.clients import Client
 from authstate.errors import RefreshReused
 from authstate.oauth.backchannel import OUTBOX
@@ -30,7 +35,7 @@ from tests.web.oauth_support import (
     new_verifier,
     query_of,
 )
-from tests.web.oidc_support import Receiver, check_logout_token, receiver
+from tests.web.oidc_support import check_logout_token, receiver
 
 BASE = "http://testserver"
 AFTER_LOGOUT = "https://app.example/bye"
@@ -375,8 +380,46 @@ async def test_the_outbox_survives_a_stopped_deliverer(api: Api) -> None:
     assert await api.state.store.scan(OUTBOX) == []
 
 
-def test_receiver_helper_rejects_other_audiences() -> None:
-    """The receiver's check is a real check: it refuses a token for another client."""
-    assert parse_qs("logout_token=a")["logout_token"] == ["a"]
-    assert urlsplit(AFTER_LOGOUT).scheme == "https"
-    assert Receiver("x").tokens == []
+async def test_the_logout_token_check_is_a_real_check(api: Api) -> None:
+    """The receiver's validation refuses a logout token meant for another client."""
+    with receiver() as rp:
+        client, secret = await add_client(api, backchannel_logout_uri=rp.url)
+        b = await browser(api)
+        await sign_in(api, b, client, secret)
+        await b.post("/auth/logout")
+        await api.state.backchannel.drain()
+        token = rp.wait_for(1)[0]
+    keys = await jwks(api)
+    check_logout_token(token, keys, issuer=BASE, client_id=client.id)
+    with pytest.raises(jwt.InvalidAudienceError):
+        check_logout_token(token, keys, issuer=BASE, client_id="c_someone_else_00")
+    with pytest.raises(jwt.InvalidIssuerError):
+        check_logout_token(token, keys, issuer="https://elsewhere", client_id=client.id)
+
+
+async def test_clients_without_a_backchannel_uri_cost_no_delivery(api: Api) -> None:
+    client, secret = await add_client(api)
+    b = await browser(api)
+    await sign_in(api, b, client, secret)
+    user = await api.state.find_user(EMAIL)
+    assert await api.state.store.list_by_user("oidc_rp", user.id) == []  # nothing noted
+    await api.state.revoke_user(user.id)
+    assert await api.state.store.scan(OUTBOX) == []
+
+
+def test_clients_add_registers_post_logout_redirect_uris(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    runner = CliRunner()
+    added = runner.invoke(app, [
+        "clients", "add", "shop", "--redirect-uri", "https://shop.example/cb",
+        "--post-logout-redirect-uri", "https://shop.example/bye",
+        "--post-logout-redirect-uri", "http://127.0.0.1:9/bye",
+        "--backchannel-logout-uri", "https://shop.example/bcl", "--store", url, "--json"])
+    assert added.exit_code == 0, added.output
+    shop = json.loads(added.stdout)
+    assert shop["post_logout_redirect_uris"] == ["https://shop.example/bye", "http://127.0.0.1:9/bye"]
+    listed = json.loads(runner.invoke(app, ["clients", "list", "--store", url, "--json"]).stdout)
+    assert listed[0]["post_logout_redirect_uris"] == shop["post_logout_redirect_uris"]
+    bad = runner.invoke(app, ["clients", "add", "evil", "--redirect-uri", "https://e.example/cb",
+                              "--post-logout-redirect-uri", "https://*.example/", "--store", url])
+    assert bad.exit_code == 1 and "wildcards" in bad.output

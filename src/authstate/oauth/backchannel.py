@@ -126,7 +126,7 @@ class BackchannelLogout:
             await self.store.put(
                 OUTBOX, jti,
                 {"client_id": client_id, "uri": uri, "user_id": user_id, "sid": sid,
-                 "attempt": 0, "due": now},
+                 "attempt": 0, "due": now + self.timeout + 1},  # ours to start first
                 expires_at=now + OUTBOX_TTL,
             )
             self._spawn(jti)
