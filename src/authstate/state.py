@@ -850,6 +850,16 @@ class AuthState:
             raise InvalidRequest("post_logout_redirect_uri is not registered for the client")
         return hint, post_logout_redirect_uri
 
+    async def rp_logout(
+        self, session_id: str, session: Session, *, client_id: str | None, confirmed: bool
+    ) -> None:
+        """End the browser's session for an RP-initiated logout (after
+        ``logout_request``), as ``logout`` does (so back-channel logout tells the
+        session's clients), and audit who asked and whether the user confirmed."""
+        await self.logout(session_id=session_id)
+        await self.audit.record("rp_logout", user_id=session.user_id, session=session.handle,
+                                detail={"client_id": client_id, "confirmed": confirmed})
+
     async def _revoke_code_tokens(self, given: Mapping[str, Any]) -> None:
         family, jti, exp = given.get("family"), given.get("jti"), given.get("exp")
         if isinstance(family, str):

@@ -26,6 +26,7 @@ class Receiver:
     requests: int = 0
     fail_first: int = 0
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    release: threading.Event = field(default_factory=threading.Event)  # set: answer at once
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[str]:
         with self.arrived:
@@ -34,13 +35,14 @@ class Receiver:
 
 
 @contextmanager
-def receiver(fail_first: int = 0) -> Iterator[Receiver]:
+def receiver(fail_first: int = 0, *, hold: bool = False) -> Iterator[Receiver]:
     box: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             got = box[0]
             body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
+            got.release.wait(30)  # a slow relying party, until the test lets it answer
             with got.arrived:
                 got.requests += 1
                 if got.requests <= got.fail_first:
@@ -59,11 +61,14 @@ def receiver(fail_first: int = 0) -> Iterator[Receiver]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     box.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/backchannel",
                         fail_first=fail_first))
+    if not hold:
+        box[0].release.set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield box[0]
     finally:
+        box[0].release.set()
         server.shutdown()
         server.server_close()
 

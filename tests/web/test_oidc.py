@@ -218,6 +218,8 @@ async def test_rp_logout_with_the_sessions_id_token_ends_it_and_returns(api: Api
     assert answer.status_code == 303
     assert answer.headers["location"] == AFTER_LOGOUT + "?state=st8"
     assert await live_sessions(api) == 0
+    audited = (await api.state.audit.query(type="rp_logout")).events
+    assert [e.detail for e in audited] == [{"client_id": client.id, "confirmed": False}]
     # the tokens of the session went with it
     userinfo = await api.client.get("/oauth/userinfo",
                                     headers={"Authorization": f"Bearer {tokens['access_token']}"})
@@ -325,6 +327,22 @@ async def test_every_session_end_sends_a_logout_token(api: Api, how: str) -> Non
     sent = (await api.state.audit.query(type="backchannel_logout_sent")).events
     assert [e.detail["client_id"] for e in sent] == [client.id]
     assert received[0] not in str([e.detail for e in sent])  # the token is not audited
+
+
+async def test_a_slow_receiver_does_not_hold_up_the_logout(api: Api) -> None:
+    """The request that ends the session answers while the RP has not answered yet."""
+    with receiver(hold=True) as rp:
+        client, secret = await add_client(api, backchannel_logout_uri=rp.url)
+        b = await browser(api)
+        await sign_in(api, b, client, secret)
+        answer = await b.post("/auth/logout")
+        assert answer.status_code == 204
+        assert rp.tokens == []  # the receiver is still holding the POST (or has not got it)
+        assert await api.state.store.scan(OUTBOX) != []  # the delivery is pending
+        rp.release.set()
+        await api.state.backchannel.drain()
+        assert len(rp.wait_for(1)) == 1
+    assert await api.state.store.scan(OUTBOX) == []
 
 
 async def test_a_failing_receiver_is_retried_with_backoff(api: Api) -> None:

@@ -12,7 +12,7 @@ URI is an error page, never a redirect. The browser's session ends at once when 
 hint names it (its ``sid``); otherwise the user confirms on a page whose form carries
 the session's CSRF token (§3: an RP-initiated logout without a valid hint must be
 confirmed, or anyone could log a user out with a link). Ending the session goes through
-``AuthState.logout``, so back-channel logout tells the session's other clients.
+``AuthState.rp_logout``, so back-channel logout tells the session's other clients.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from authstate.web.caller import get_state
 from authstate.web.cookies import clear_session_cookie
 from authstate.web.pages import PageRoute, Visitor, allow_form_target, render_page, visitor_of
 from authstate.web.problems import Problem
+from authstate.web.schemas import OAuthErrorOut
 
 router = APIRouter(prefix="/oauth", tags=["oidc"])
 pages = APIRouter(prefix="/oauth", include_in_schema=False, route_class=PageRoute)
@@ -68,12 +69,23 @@ async def _userinfo(request: Request) -> Response:
     return JSONResponse(claims, headers=NO_STORE)
 
 
-@router.get("/userinfo", summary="OpenID Connect UserInfo (bearer token with openid)")
+USERINFO_ERRORS: dict[int | str, dict[str, object]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}},
+          "description": "the claims: sub, and what the token's scope releases"},
+    401: {"model": OAuthErrorOut, "description": "no, or an invalid, access token (RFC 6750)"},
+    403: {"model": OAuthErrorOut, "description": "insufficient_scope: openid not granted"},
+    503: {"model": OAuthErrorOut, "description": "the store is unavailable"},
+}
+
+
+@router.get("/userinfo", summary="OpenID Connect UserInfo (bearer token with openid)",
+            responses=USERINFO_ERRORS)
 async def userinfo_get(request: Request) -> Response:
     return await _userinfo(request)
 
 
-@router.post("/userinfo", summary="OpenID Connect UserInfo (bearer token with openid)")
+@router.post("/userinfo", summary="OpenID Connect UserInfo (bearer token with openid)",
+             responses=USERINFO_ERRORS)
 async def userinfo_post(request: Request) -> Response:
     return await _userinfo(request)
 
@@ -130,11 +142,9 @@ async def _end_session(request: Request, params: dict[str, str], *, confirmed: b
             parts = urlsplit(target)
             allow_form_target(page, f"{parts.scheme}://{parts.netloc}")
         return page
-    await state.logout(session_id=visitor.session_id)
-    await state.audit.record("rp_logout", user_id=visitor.user.id,
-                             session=visitor.session.handle,
-                             detail={"client_id": hint["aud"] if hint else
-                                     params.get("client_id"), "confirmed": not own})
+    await state.rp_logout(visitor.session_id, visitor.session,
+                          client_id=hint["aud"] if hint else params.get("client_id"),
+                          confirmed=not own)
     return _done(request, target, given_state)
 
 
