@@ -25,6 +25,7 @@ from authstate.cli import app
 from authstate.clients import Client
 from authstate.errors import RefreshReused
 from authstate.oauth.backchannel import OUTBOX
+from tests.conftest import fresh_namespace, require_service
 from tests.web.api import PASSWORD, Api, running
 from tests.web.oauth_support import (
     EMAIL,
@@ -441,3 +442,31 @@ def test_clients_add_registers_post_logout_redirect_uris(tmp_path: Path) -> None
     bad = runner.invoke(app, ["clients", "add", "evil", "--redirect-uri", "https://e.example/cb",
                               "--post-logout-redirect-uri", "https://*.example/", "--store", url])
     assert bad.exit_code == 1 and "wildcards" in bad.output
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+async def test_back_channel_logout_on_every_store(backend: str, tmp_path: Path) -> None:
+    """The per-session client records and the outbox are plain store records: the same
+    on every backend (SQLite file, the shared Redis and PostgreSQL, own namespace)."""
+    url = f"sqlite:///{tmp_path / 'a.db'}" if backend == "sqlite" else require_service(backend)
+    async with running(store=url, namespace=fresh_namespace(), refresh_grace=0) as api:
+        try:
+            await api.add_user(EMAIL)
+            with receiver() as rp:
+                client, secret = await add_client(api, backchannel_logout_uri=rp.url)
+                b = await browser(api)
+                await sign_in(api, b, client, secret)
+                user = await api.state.find_user(EMAIL)
+                sid = (await api.state.sessions.for_user(user.id))[0].sid
+                await api.state.revoke_user(user.id)
+                await api.state.backchannel.drain()
+                received = rp.wait_for(1)
+            claims = check_logout_token(received[0], await jwks(api), issuer=BASE,
+                                        client_id=client.id)
+            assert claims["sid"] == sid
+            assert await api.state.store.scan(OUTBOX) == []
+            assert await api.state.store.list_by_user("oidc_rp", user.id) == []
+        finally:
+            drop = getattr(api.state.store, "drop_namespace", None)
+            if drop is not None:
+                await drop()
