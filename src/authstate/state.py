@@ -340,6 +340,9 @@ class AuthState:
         )
         pair = await self.login_tokens(user.id, session, scope=requested,
                                        client_id=client.id if client is not None else None)
+        if client is not None and client.backchannel_logout_uri:
+            await self.backchannel.remember(user.id, session.sid, client.id,
+                                            session.absolute_expires_at)
         await self._still_enabled(user.id, session, ip=ip, user_agent=user_agent, via=via)
         await self.audit.record(
             "login_succeeded", actor=actor, user_id=user.id, session=session.handle,

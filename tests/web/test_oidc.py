@@ -330,6 +330,30 @@ async def test_every_session_end_sends_a_logout_token(api: Api, how: str) -> Non
     assert received[0] not in str([e.detail for e in sent])  # the token is not audited
 
 
+async def test_a_password_grant_client_is_told_too(api: Api) -> None:
+    """A client holding tokens from the (legacy) password grant's session hears of its end."""
+    with receiver() as rp:
+        client, secret = await add_client(api, backchannel_logout_uri=rp.url,
+                                          grant_types=("password", "refresh_token"))
+        answer = await api.client.post("/oauth/token", auth=(client.id, secret or ""), data={
+            "grant_type": "password", "username": EMAIL, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        user = await api.state.find_user(EMAIL)
+        await api.state.revoke_user(user.id)
+        await api.state.backchannel.drain()
+        received = rp.wait_for(1)
+    check_logout_token(received[0], await jwks(api), issuer=BASE, client_id=client.id)
+
+
+async def test_prompt_consent_asks_even_for_a_first_party_app(api: Api) -> None:
+    client, _ = await add_client(api)
+    b = await browser(api)
+    params = authorize_params(client, new_verifier(), scope="openid", prompt="consent")
+    page = await b.get("/oauth/authorize?" + urlencode(params))
+    assert page.status_code == 200 and "Allow shop?" in page.text
+    assert 'name="prompt" value="consent"' in page.text
+
+
 async def test_a_slow_receiver_does_not_hold_up_the_logout(api: Api) -> None:
     """The request that ends the session answers while the RP has not answered yet."""
     with receiver(hold=True) as rp:
