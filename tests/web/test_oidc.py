@@ -227,6 +227,21 @@ async def test_rp_logout_with_the_sessions_id_token_ends_it_and_returns(api: Api
     assert userinfo.status_code == 401
 
 
+async def test_an_rps_form_post_becomes_the_same_get(api: Api) -> None:
+    """A cross-site POST carries no SameSite=Lax cookie; the GET it is turned into does."""
+    client, secret = await add_client(api, post_logout_redirect_uris=(AFTER_LOGOUT,))
+    b = await browser(api)
+    tokens = await sign_in(api, b, client, secret)
+    form = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": AFTER_LOGOUT,
+            "state": "p1"}
+    posted = await b.post("/oauth/logout", data=form)
+    assert posted.status_code == 303 and await live_sessions(api) == 1
+    assert posted.headers["location"] == "/oauth/logout?" + urlencode(form)
+    done = await b.get(posted.headers["location"])
+    assert done.status_code == 303 and done.headers["location"] == AFTER_LOGOUT + "?state=p1"
+    assert await live_sessions(api) == 0
+
+
 async def test_rp_logout_without_a_hint_is_confirmed_with_csrf(api: Api) -> None:
     client, _ = await add_client(api, post_logout_redirect_uris=(AFTER_LOGOUT,))
     b = await browser(api)

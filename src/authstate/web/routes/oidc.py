@@ -159,8 +159,9 @@ async def end_session(request: Request) -> Response:
 
 @pages.post("/logout", response_class=HTMLResponse)
 async def end_session_post(request: Request) -> Response:
-    """An RP's form POST (§2 allows it), or the confirmation form's answer: the latter
-    (``decision``) must carry the session's CSRF token."""
+    """An RP's form POST (§2 allows it; turned into the same GET, see below), or the
+    confirmation form's answer (``decision``), which must carry the session's CSRF
+    token."""
     state = get_state(request)
     form = await request.form(max_files=0, max_fields=20)
     items = [(k, v[:FORM_MAX]) for k, v in form.multi_items() if isinstance(v, str)]
@@ -170,7 +171,10 @@ async def end_session_post(request: Request) -> Response:
     params = {k: v for k, v in fields.items() if k in LOGOUT_PARAMS}
     decision = fields.get("decision")
     if decision is None:
-        return await _end_session(request, params, confirmed=False)
+        # An RP's cross-site form POST carries no SameSite=Lax session cookie: answer
+        # with the same request as a GET, which a top-level navigation sends it with.
+        return RedirectResponse("/oauth/logout?" + urlencode(params), status_code=303,
+                                headers={"Cache-Control": "no-store"})
     visitor = await visitor_of(request, state)
     if visitor is None:
         return _done(request, None, None)
