@@ -101,6 +101,24 @@ async def test_id_token_passes_authlibs_validation(api: Api) -> None:
         wrong.validate()
 
 
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
+async def test_id_tokens_of_every_asymmetric_key_pass_authlib(alg: str) -> None:
+    """``at_hash`` takes the hash of the signing algorithm (SHA-256 for these)."""
+    async with running(key_algorithm=alg) as api:
+        await api.add_user(EMAIL)
+        client, secret = await add_client(api)
+        b = await browser(api)
+        tokens = await sign_in(api, b, client, secret)
+        claims = authlib_jwt.decode(
+            tokens["id_token"], JsonWebKey.import_key_set(await jwks(api)),
+            claims_cls=CodeIDToken, claims_options={"iss": {"value": BASE}},
+            claims_params={"nonce": "n-0S6_WzA2Mj", "client_id": client.id,
+                           "access_token": tokens["access_token"]},
+        )
+        claims.validate()
+        assert claims.header["alg"] == alg
+
+
 async def test_scopes_decide_the_id_token_and_its_claims(api: Api) -> None:
     client, secret = await add_client(api)
     b = await browser(api)
