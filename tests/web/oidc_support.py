@@ -28,6 +28,11 @@ class Receiver:
     arrived: threading.Condition = field(default_factory=threading.Condition)
     release: threading.Event = field(default_factory=threading.Event)  # set: answer at once
 
+    def wait_requests(self, count: int, timeout: float = 20.0) -> int:
+        with self.arrived:
+            self.arrived.wait_for(lambda: self.requests >= count, timeout)
+        return self.requests
+
     def wait_for(self, count: int, timeout: float = 20.0) -> list[str]:
         with self.arrived:
             self.arrived.wait_for(lambda: len(self.tokens) >= count, timeout)
@@ -46,6 +51,7 @@ def receiver(fail_first: int = 0, *, hold: bool = False) -> Iterator[Receiver]:
             with got.arrived:
                 got.requests += 1
                 if got.requests <= got.fail_first:
+                    got.arrived.notify_all()
                     self.send_response(500)
                     self.end_headers()
                     return

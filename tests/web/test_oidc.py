@@ -5,6 +5,7 @@ over real HTTP to a receiver that validates the logout token with PyJWT."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -434,6 +435,29 @@ async def test_a_dead_receiver_is_given_up_and_audited(api: Api) -> None:
     failed = (await api.state.audit.query(type="backchannel_logout_failed")).events
     assert failed[0].detail == {"client_id": client.id, "attempts": 3, "error": "HTTP 500"}
     assert await api.state.store.scan(OUTBOX) == []
+
+
+async def test_closing_waits_for_no_retry_and_leaves_the_entry(api: Api) -> None:
+    """An instance that stops between attempts leaves its entry; a pump resumes it."""
+    api.state.backchannel.backoff = 3600.0  # the retry would come in an hour
+    with receiver(fail_first=1) as rp:
+        client, secret = await add_client(api, backchannel_logout_uri=rp.url)
+        b = await browser(api)
+        await sign_in(api, b, client, secret)
+        user = await api.state.find_user(EMAIL)
+        await api.state.revoke_user(user.id)
+        await asyncio.to_thread(rp.wait_requests, 1)
+        await asyncio.wait_for(api.state.backchannel.close(), 10)  # not an hour
+        [entry] = await api.state.store.scan(OUTBOX)
+        assert entry.value["attempt"] == 1 and rp.tokens == []
+        # another instance's pump, once the entry's deadline has passed
+        await api.state.store.patch(OUTBOX, entry.key, {"due": api.state.clock.now() - 1})
+        api.state.backchannel.start()
+        assert await api.state.backchannel.pump() == 1
+        await api.state.backchannel.drain()
+        received = rp.wait_for(1)
+    check_logout_token(received[0], await jwks(api), issuer=BASE, client_id=client.id)
+    assert rp.requests == 2 and await api.state.store.scan(OUTBOX) == []
 
 
 async def test_the_outbox_survives_a_stopped_deliverer(api: Api) -> None:

@@ -19,8 +19,8 @@ retry never sends an expired one.
 
 Durability: the outbox lives in the store, so an entry survives the process. Each
 attempt first moves the entry's ``due`` past its own deadline; ``pump`` (every
-``interval`` seconds, and once at start) takes over entries whose ``due`` has passed,
-i.e. those whose deliverer died. Two instances may then both deliver one entry: a
+``interval`` seconds) takes over entries whose ``due`` has passed, i.e. those whose
+deliverer stopped or died. Two instances may then both deliver one entry: a
 receiver sees the same ``jti`` twice, which §2.6 lets it detect. Entries are kept at most
 ``OUTBOX_TTL``.
 """
@@ -97,6 +97,10 @@ class BackchannelLogout:
         self._http: httpx.AsyncClient | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pump: asyncio.Task[None] | None = None
+        # Stopping is a signal, not a cancellation: a task cancelled inside a store call
+        # can leave the store's connection unusable (seen with redis-py), so every loop
+        # here waits on this event and leaves by itself between store calls.
+        self._stop = asyncio.Event()
 
     # -- who to tell ---------------------------------------------------------------
 
@@ -155,9 +159,11 @@ class BackchannelLogout:
         entry = dict(record.value)
         attempt = int(entry.get("attempt", 0))
         problem: str | None = "not attempted"
+        resumed = attempt  # a pump resumes after ``due``, which included the wait
         while attempt < self.attempts:
-            if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            if attempt > resumed and await self._stopped_within(
+                    self.backoff * 2 ** (attempt - 1)):
+                return  # the entry stays in the outbox for a pump to resume
             attempt += 1
             # the deadline of this attempt: past it, another instance's pump takes over
             await self.store.patch(OUTBOX, jti, {
@@ -210,16 +216,24 @@ class BackchannelLogout:
                 taken += 1
         return taken
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds``; True as soon as ``close`` is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        return self._stop.is_set()
+
     async def _pump_forever(self) -> None:
-        while True:
+        while not await self._stopped_within(self.interval):
             try:
                 await self.pump()
             except StoreUnavailable as error:
                 logger.warning("back-channel outbox not read: %s", error.message)
-            await asyncio.sleep(self.interval)
 
     def start(self) -> None:
+        """Run the pump every ``interval`` seconds (not at once: a process that only
+        runs one command should not scan the outbox on its way)."""
         if self._pump is None:
+            self._stop = asyncio.Event()
             self._pump = asyncio.create_task(self._pump_forever(), name="authstate-bcl-pump")
 
     async def drain(self) -> None:
@@ -228,17 +242,18 @@ class BackchannelLogout:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop: deliveries under way get one request's time (``timeout``) to finish (a
-        CLI command that ended a session delivers before it exits), then are cancelled;
-        their outbox entries stay for the next instance's pump."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=self.timeout)
+        """Stop: an attempt under way finishes (at most ``timeout``; so a CLI command
+        that ended a session delivers before it exits), no retry waits; what is left
+        stays in the outbox for the next pump. Cancelling is the last resort only."""
+        self._stop.set()
         tasks = [t for t in (self._pump, *self._tasks.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.timeout + 1)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._pump = None
         if self._http is not None:
             await self._http.aclose()
