@@ -67,6 +67,9 @@ EVENT_TYPES = frozenset(
         "client_secret_rotated",
         "authorization_code_issued",
         "authorization_code_reused",
+        "backchannel_logout_sent",
+        "backchannel_logout_failed",
+        "rp_logout",
         "throttle_tripped",
     }
 )

@@ -81,6 +81,7 @@ class Client:
     grant_types: tuple[str, ...] = ()
     first_party: bool = False
     backchannel_logout_uri: str | None = None
+    post_logout_redirect_uris: tuple[str, ...] = ()  # RP-initiated logout, exact match
 
     @classmethod
     def from_value(cls, client_id: str, value: JSON) -> Client:
@@ -92,6 +93,7 @@ class Client:
             grant_types=tuple(value.get("grant_types") or ()),
             first_party=bool(value.get("first_party", False)),
             backchannel_logout_uri=value.get("backchannel_logout_uri"),
+            post_logout_redirect_uris=tuple(value.get("post_logout_redirect_uris") or ()),
         )
 
     def allows(self, grant_type: str) -> bool:
@@ -104,6 +106,7 @@ class Client:
             "first_party": self.first_party, "redirect_uris": list(self.redirect_uris),
             "scopes": list(self.scopes), "grant_types": list(self.grant_types),
             "backchannel_logout_uri": self.backchannel_logout_uri,
+            "post_logout_redirect_uris": list(self.post_logout_redirect_uris),
         }
 
 
@@ -122,6 +125,7 @@ class Clients:
         grant_types: Iterable[str] | None = None,
         first_party: bool = False,
         backchannel_logout_uri: str | None = None,
+        post_logout_redirect_uris: Iterable[str] = (),
     ) -> tuple[Client, str | None]:
         """A new client and its secret (the only time the secret exists in plain; None
         for a public client). Without ``grant_types``: the code flow and refresh when
@@ -144,6 +148,8 @@ class Clients:
             raise InvalidInput("a public client without grant types could do nothing")
         if backchannel_logout_uri is not None:
             check_redirect_uri(backchannel_logout_uri)
+        logout_uris = tuple(dict.fromkeys(check_redirect_uri(u)
+                                          for u in post_logout_redirect_uris))
         client_id = "c_" + secrets.token_urlsafe(12)
         secret = None if public else secrets.token_urlsafe(32)
         value: JSON = {
@@ -152,6 +158,7 @@ class Clients:
             "public": public, "redirect_uris": list(uris),
             "scopes": list(check_names(scopes)), "grant_types": list(grants),
             "first_party": first_party, "backchannel_logout_uri": backchannel_logout_uri,
+            "post_logout_redirect_uris": list(logout_uris),
         }
         await self.store.put(KIND, client_id, value)
         return Client.from_value(client_id, value), secret

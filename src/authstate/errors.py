@@ -38,13 +38,18 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     │   ├── InvalidScope              invalid_scope
     │   ├── UnsupportedGrantType      unsupported_grant_type
     │   ├── UnsupportedResponseType   unsupported_response_type
-    │   └── InvalidRequest            invalid_request
+    │   ├── InvalidRequest            invalid_request
+    │   ├── LoginRequired             login_required       (OIDC Core §3.1.2.6)
+    │   ├── ConsentRequired           consent_required
+    │   ├── RequestNotSupported       request_not_supported
+    │   └── RequestUriNotSupported    request_uri_not_supported
     ├── AuthenticationFailed          authentication_failed
     │   └── AccountDisabled           account_disabled (never shown: callers get the parent)
     ├── Throttled                     throttled
     ├── Conflict                      conflict
     ├── NotFound                      not_found
     ├── Refused                       refused
+    ├── InsufficientScope             insufficient_scope   (RFC 6750 §3.1)
     └── InvalidInput                  invalid_input
         └── SessionTooLarge           session_too_large
 """
@@ -282,6 +287,30 @@ class InvalidRequest(OAuthRefused):
     code = "invalid_request"
 
 
+class LoginRequired(OAuthRefused):
+    """OIDC Core §3.1.2.6: ``prompt=none`` but nobody is logged in."""
+
+    code = "login_required"
+
+
+class ConsentRequired(OAuthRefused):
+    """OIDC Core §3.1.2.6: ``prompt=none`` but the client needs the user's consent."""
+
+    code = "consent_required"
+
+
+class RequestNotSupported(OAuthRefused):
+    """OIDC Core §6: request objects (``request``) are not supported here."""
+
+    code = "request_not_supported"
+
+
+class RequestUriNotSupported(OAuthRefused):
+    """OIDC Core §6: ``request_uri`` is not supported here."""
+
+    code = "request_uri_not_supported"
+
+
 class AuthenticationFailed(AuthstateError):
     """Wrong email or password."""
 
@@ -316,6 +345,12 @@ class NotFound(AuthstateError):
     """No such record (an unknown user ID or email, for operators)."""
 
     code = "not_found"
+
+
+class InsufficientScope(AuthstateError):
+    """The credential is valid but was not granted the scope this needs (403)."""
+
+    code = "insufficient_scope"
 
 
 class Refused(AuthstateError):

@@ -35,9 +35,11 @@ from authstate.errors import (
     AccountDisabled,
     AuthenticationFailed,
     AuthstateError,
+    InsufficientScope,
     InvalidClient,
     InvalidGrant,
     InvalidInput,
+    InvalidRequest,
     InvalidScope,
     InvalidToken,
     MalformedToken,
@@ -53,8 +55,9 @@ from authstate.identity import Identity
 from authstate.keystore import KeySet
 from authstate.keywrap import KeyWrap
 from authstate.metrics import Metrics, timed_verify
-from authstate.oauth import scopes
+from authstate.oauth import oidc, scopes
 from authstate.oauth.authorization import AuthorizationRequest
+from authstate.oauth.backchannel import BackchannelLogout
 from authstate.oauth.codes import AuthorizationCodes, CodeGrant
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
@@ -188,6 +191,10 @@ class AuthState:
             window=settings.throttle.window,
         )
         self._init_tokens(settings, store, bus)
+        self.backchannel = BackchannelLogout(
+            store, self.keys, self.audit, clock=self.clock, issuer=settings.tokens.issuer,
+            client=self.clients.get, interval=float(settings.service.cleanup_interval),
+        )
 
     def _init_tokens(self, settings: Settings, store: Store, bus: Bus | None) -> None:
         """Keys, access tokens, refresh tokens, opaque tokens and revocation. The key set
@@ -369,6 +376,9 @@ class AuthState:
         )
         pair = await self.login_tokens(user.id, session, scope=requested,
                                        client_id=client.id if client is not None else None)
+        if client is not None and client.backchannel_logout_uri:
+            await self.backchannel.remember(user.id, session.sid, client.id,
+                                            session.absolute_expires_at)
         await self._still_enabled(user.id, session, ip=ip, user_agent=user_agent, via=via)
         await self.audit.record(
             "login_succeeded", actor=actor, user_id=user.id, session=session.handle,
@@ -718,6 +728,7 @@ class AuthState:
         grant_types: tuple[str, ...] | None = None,
         first_party: bool = False,
         backchannel_logout_uri: str | None = None,
+        post_logout_redirect_uris: tuple[str, ...] = (),
     ) -> tuple[Client, str | None]:
         """Register an OAuth client (see ``authstate.clients``) and audit it; its secret
         is returned only here (only its hash is stored), None for a public client."""
@@ -725,6 +736,7 @@ class AuthState:
             name, redirect_uris=redirect_uris, public=public, scopes=scopes,
             grant_types=grant_types, first_party=first_party,
             backchannel_logout_uri=backchannel_logout_uri,
+            post_logout_redirect_uris=post_logout_redirect_uris,
         )
         await self.audit.record("client_created", actor="system",
                                 detail={"client_id": client.id, "name": client.name})
@@ -792,6 +804,9 @@ class AuthState:
             scope=request.scope, auth_time=session.created_at, issued_at=now,
             nonce=request.nonce,
         ))
+        if request.client.backchannel_logout_uri:  # who to tell when this session ends
+            await self.backchannel.remember(user.id, session.sid, request.client.id,
+                                            session.absolute_expires_at)
         await self.audit.record(
             "authorization_code_issued", user_id=user.id, session=session.handle,
             detail={"client_id": request.client.id, "scope": scopes.space(request.scope)},
@@ -827,7 +842,72 @@ class AuthState:
             # a second use came before these were noted: the answer still goes out (this
             # call did win the code), but what it carries is revoked, as for any reuse
             await self._revoke_code_tokens(issued)
+        if "openid" in grant.scope:
+            pair = replace(pair, id_token=await self._id_token(grant, pair.access_token))
         return pair
+
+    async def _id_token(self, grant: CodeGrant, access_token: str) -> str:
+        """OIDC Core §3.1.3.3: the ID token of a code exchange, with the claims the
+        granted ``email``/``profile`` scopes release (see ``authstate.oauth.oidc``).
+        Issued at the code exchange only, not on refresh (§12.2 makes that optional,
+        and the refresh grant does not keep ``auth_time`` or ``nonce``)."""
+        user = await self.users.get(grant.user_id)
+        return oidc.id_token(
+            self.keys, issuer=self.settings.tokens.issuer, client_id=grant.client_id,
+            user_id=grant.user_id, sid=grant.sid, auth_time=grant.auth_time,
+            access_token=access_token, nonce=grant.nonce,
+            ttl=self.settings.tokens.access_ttl, now=self.clock.now(),
+            extra=oidc.user_claims(user, grant.scope),
+        )
+
+    async def userinfo(self, identity: Identity) -> dict[str, Any]:
+        """OIDC Core §5.3: the claims about the user of an access token granted
+        ``openid`` (``InsufficientScope`` otherwise). A disabled or deleted account's
+        tokens are already refused by revocation; a user ID with no account here has
+        only ``sub``."""
+        if "openid" not in identity.scope:
+            raise InsufficientScope("the token was not granted the openid scope")
+        user = await self.users.get(identity.user_id)
+        return {"sub": identity.user_id, **oidc.user_claims(user, identity.scope)}
+
+    async def logout_request(
+        self, id_token_hint: str | None, client_id: str | None,
+        post_logout_redirect_uri: str | None,
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Check an RP-initiated logout request (RP-Initiated Logout 1.0 §2): the
+        ``id_token_hint``'s claims (signed by our keys and issued here; it may have
+        expired) and the ``post_logout_redirect_uri`` to go back to, which must be one the
+        client (``client_id``, or the hint's ``aud``) registered, compared exactly.
+        ``InvalidRequest`` otherwise, before anything is ended."""
+        hint = None
+        if id_token_hint is not None:
+            try:
+                hint = oidc.read_id_token_hint(self.keys, id_token_hint,
+                                               issuer=self.settings.tokens.issuer)
+            except InvalidToken:
+                raise InvalidRequest(
+                    "id_token_hint is not an ID token of this service") from None
+            if client_id is not None and client_id != hint["aud"]:
+                raise InvalidRequest("client_id is not the id_token_hint's audience")
+            client_id = hint["aud"]
+        if post_logout_redirect_uri is None:
+            return hint, None
+        client = await self.clients.get(client_id)
+        if client is None:
+            raise InvalidRequest("post_logout_redirect_uri needs id_token_hint or client_id")
+        if post_logout_redirect_uri not in client.post_logout_redirect_uris:
+            raise InvalidRequest("post_logout_redirect_uri is not registered for the client")
+        return hint, post_logout_redirect_uri
+
+    async def rp_logout(
+        self, session_id: str, session: Session, *, client_id: str | None, confirmed: bool
+    ) -> None:
+        """End the browser's session for an RP-initiated logout (after
+        ``logout_request``), as ``logout`` does (so back-channel logout tells the
+        session's clients), and audit who asked and whether the user confirmed."""
+        await self.logout(session_id=session_id)
+        await self.audit.record("rp_logout", user_id=session.user_id, session=session.handle,
+                                detail={"client_id": client_id, "confirmed": confirmed})
 
     async def _revoke_code_tokens(self, given: Mapping[str, Any]) -> None:
         family, jti, exp = given.get("family"), given.get("jti"), given.get("exp")
@@ -1103,6 +1183,8 @@ class AuthState:
         await self.opaque.revoke_session(session.user_id, session.sid)
         if self.settings.revocation.session_bound:
             await self.revocation.revoke_sid(session.sid)
+        # OIDC Back-Channel Logout: queued here, delivered in the background
+        await self.backchannel.session_ended(session.user_id, session.sid)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock | None = None) -> AuthState:
@@ -1129,6 +1211,7 @@ class AuthState:
         await self.revocation.start()
         self._key_poll = asyncio.create_task(self._poll_keys_forever(),
                                              name="authstate-key-poll")
+        self.backchannel.start()  # also resumes the outbox a stopped process left
         self._started = True
 
     async def close(self) -> None:
@@ -1137,6 +1220,7 @@ class AuthState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._key_poll
             self._key_poll = None
+        await self.backchannel.close()
         await self.revocation.close()
         self._started = False
         await self.store.close()

@@ -40,6 +40,9 @@ GrantOption = typer.Option(
     "(a resource server that only introspects).")
 BackchannelOption = typer.Option(
     None, "--backchannel-logout-uri", help="Where to send OpenID back-channel logout.")
+PostLogoutOption = typer.Option(
+    None, "--post-logout-redirect-uri",
+    help="Where OpenID RP-initiated logout may send the user back (exact match; repeat).")
 FirstPartyOption = typer.Option(
     False, "--first-party", help="Your own app: its users are not asked to consent.")
 
@@ -64,6 +67,7 @@ def add(
     scope: list[str] | None = ScopeOption,
     grant_type: list[str] | None = GrantOption,
     backchannel_logout_uri: str | None = BackchannelOption,
+    post_logout_redirect_uri: list[str] | None = PostLogoutOption,
     first_party: bool = FirstPartyOption,
     store: str | None = StoreOption,
     as_json: bool = JsonOption,
@@ -75,6 +79,7 @@ def add(
             name, redirect_uris=tuple(redirect_uri or ()), public=public, scopes=tuple(scope or ()),
             grant_types=tuple(grant_type or ()) or None, first_party=first_party,
             backchannel_logout_uri=backchannel_logout_uri,
+            post_logout_redirect_uris=tuple(post_logout_redirect_uri or ()),
         )
 
     client, secret = run(with_state(store, action))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from authstate.clients import Client
 from authstate.errors import (
     InvalidRequest,
+    RequestNotSupported,
+    RequestUriNotSupported,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
@@ -42,6 +44,7 @@ class AuthorizationRequest:
     state: str | None
     code_challenge: str
     nonce: str | None
+    prompt: frozenset[str] = frozenset()  # OIDC Core §3.1.2.1: "none" or "consent"
 
 
 def trusted_redirect(client: Client | None, redirect_uri: str | None) -> tuple[str, bool]:
@@ -69,6 +72,10 @@ def check(
     for name, value in params.items():
         if len(value) > PARAM_MAX:
             raise InvalidRequest(f"the {name} parameter is too long")
+    if "request" in params:  # OIDC Core §6: request objects are not implemented
+        raise RequestNotSupported("request objects are not supported")
+    if "request_uri" in params:
+        raise RequestUriNotSupported("request_uri is not supported")
     response_type = params.get("response_type")
     if not response_type:
         raise InvalidRequest("the response_type parameter is required")
@@ -91,4 +98,18 @@ def check(
     return AuthorizationRequest(
         client=client, redirect_uri=redirect_uri, redirect_uri_given=given,
         scope=requested, state=params.get("state"), code_challenge=challenge, nonce=nonce,
+        prompt=_prompt(params.get("prompt")),
     )
+
+
+def _prompt(value: str | None) -> frozenset[str]:
+    """OIDC Core §3.1.2.1 ``prompt``: ``none`` (alone: answer without any page) and
+    ``consent`` (ask even a first-party client's user) are implemented; ``login`` and
+    ``select_account`` are refused rather than silently ignored."""
+    prompt = frozenset((value or "").split())
+    unknown = prompt - {"none", "consent"}
+    if unknown:
+        raise InvalidRequest(f"prompt={sorted(unknown)[0][:32]} is not supported")
+    if "none" in prompt and len(prompt) > 1:
+        raise InvalidRequest("prompt=none cannot be combined with another value")
+    return prompt

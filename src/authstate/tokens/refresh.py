@@ -92,6 +92,7 @@ class TokenPair:
     refresh_expires_at: float
     scope: tuple[str, ...] = ()
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6749 token type, not a secret
+    id_token: str | None = None  # OpenID Connect, for a code exchange with ``openid``
 
     def response(self, now: float) -> JSON:
         """The RFC 6749 §5.1 token response body."""
@@ -103,6 +104,8 @@ class TokenPair:
         }
         if self.scope:
             body["scope"] = " ".join(self.scope)
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
         return body
 
 

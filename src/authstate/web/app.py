@@ -36,7 +36,7 @@ from authstate.web.auditing import AuditOrigin
 from authstate.web.bodies import BodyLimit
 from authstate.web.caller import get_state
 from authstate.web.pages import router as pages_router
-from authstate.web.routes import admin, auth, authorize, health, oauth, ops, wellknown
+from authstate.web.routes import admin, auth, authorize, health, oauth, oidc, ops, wellknown
 from authstate.web.schemas import problems as problems_doc
 
 logger = logging.getLogger("authstate.web")
@@ -81,8 +81,8 @@ def create_app(state: AuthState | None = None, *, settings: Settings | None = No
         app.state.authstate = state
     problems.install(app)
     for router in (
-        auth.router, oauth.router, authorize.router, admin.router, wellknown.router, health.router,
-        ops.router, ops.metrics_router, pages_router,
+        auth.router, oauth.router, authorize.router, oidc.router, oidc.pages, admin.router,
+        wellknown.router, health.router, ops.router, ops.metrics_router, pages_router,
     ):
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=config.service.max_body_bytes)

@@ -22,6 +22,7 @@ PROBLEM_TYPE = "urn:authstate:problem:"
 
 STATUS: dict[str, int] = {
     errors.AuthstateError.code: 500,
+    errors.InsufficientScope.code: 403,
     errors.ConfigurationError.code: 500,
     errors.StoreError.code: 503,
     errors.BusUnavailable.code: 503,

@@ -42,7 +42,7 @@ router = APIRouter(prefix="/oauth", include_in_schema=False, route_class=PageRou
 
 # What the consent form posts back (besides csrf_token and decision).
 PARAMS = ("client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
-          "code_challenge_method", "nonce")
+          "code_challenge_method", "nonce", "prompt")
 FORM_MAX = 4096
 
 
@@ -92,6 +92,9 @@ async def _handle(request: Request, params: dict[str, str], *, posted: bool) -> 
         return _refused(state, redirect_uri, error.code, error.message, given_state,
                         status=status)
     if visitor is None:
+        if "none" in checked.prompt:  # OIDC Core §3.1.2.6: no page may be shown
+            return _refused(state, redirect_uri, "login_required", "nobody is logged in",
+                            given_state, status=status)
         back = "/oauth/authorize?" + urlencode(params)
         return RedirectResponse("/login?next=" + quote(back, safe="/"), status_code=303,
                                 headers=HEADERS)
@@ -99,7 +102,10 @@ async def _handle(request: Request, params: dict[str, str], *, posted: bool) -> 
         if params.get("decision") != "allow":
             return _refused(state, redirect_uri, "access_denied", "the user said no",
                             given_state, status=status)
-    elif not client.first_party:
+    elif not client.first_party or "consent" in checked.prompt:
+        if "none" in checked.prompt:
+            return _refused(state, redirect_uri, "consent_required",
+                            "the user must consent first", given_state, status=status)
         return _consent(request, checked, visitor, params)
     try:
         code = await state.authorize(checked, visitor.session, visitor.user)

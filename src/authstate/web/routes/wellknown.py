@@ -1,4 +1,5 @@
-"""``/.well-known/*``: the public keys (JWKS) and RFC 8414 metadata naming the endpoints."""
+"""``/.well-known/*``: the public keys (JWKS), RFC 8414 metadata naming the endpoints, and
+the OpenID Connect Discovery 1.0 document (``openid-configuration``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from authstate.oauth import oidc
 from authstate.web.caller import StateDep
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
@@ -58,4 +60,20 @@ async def metadata(state: StateDep) -> JSONResponse:
         "revocation_endpoint_auth_methods_supported": [*client_auth, "none"],
         "authorization_response_iss_parameter_supported": True,
     }
+    return JSONResponse(body, headers=CACHE)
+
+
+@router.get("/openid-configuration", summary="OpenID Connect Discovery 1.0 metadata")
+async def openid_configuration(state: StateDep) -> JSONResponse:
+    """What ``AuthState`` implements of OIDC; the ID token algorithms are those of the
+    keys that can sign and verify here (asymmetric ones: an RP cannot check an HMAC)."""
+    grants = ["authorization_code", "refresh_token"]
+    if state.settings.tokens.password_grant:
+        grants.append("password")
+    algorithms = {key.alg for key in state.keys if not key.symmetric} or {
+        state.settings.tokens.key_algorithm}
+    body = oidc.provider_metadata(
+        state.settings.tokens.issuer, algorithms=algorithms, grant_types=grants,
+        auth_methods=["client_secret_basic", "client_secret_post", "none"],
+    )
     return JSONResponse(body, headers=CACHE)
