@@ -30,7 +30,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     # development mode is off unless asked for, so the issuer follows the address as https
     assert (s.service.host, s.service.port, s.service.dev) == ("127.0.0.1", 8000, False)
     assert s.tokens.issuer == "https://127.0.0.1:8000"
-    assert s.tokens.key_algorithm == "EdDSA"
+    assert s.tokens.key_algorithm == "RS256"  # OIDC's mandatory ID token algorithm
     assert load_settings(None, dev=True).tokens.issuer == "http://127.0.0.1:8000"
 
 

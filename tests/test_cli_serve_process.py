@@ -120,7 +120,7 @@ def test_serve_defaults_and_a_full_session_over_http(servers: list[Server], tmp_
         token = http.post("/auth/token", headers={"X-CSRF-Token": csrf}).json()["access_token"]
 
         jwks = http.get("/.well-known/jwks.json").json()["keys"]
-        assert jwks[0]["kty"] == "OKP" and jwks[0]["crv"] == "Ed25519"  # generated at first start
+        assert jwks[0]["kty"] == "RSA" and jwks[0]["alg"] == "RS256"  # generated at first start
         meta = http.get("/.well-known/oauth-authorization-server").json()
         assert meta["issuer"] == server.url and meta["token_endpoint"] == server.url + "/oauth/token"
 

@@ -118,9 +118,10 @@ class TokenSettings(_Group):
     access_ttl: int = Field(ACCESS_TTL_DEFAULT, ge=10)
     allow_long_lifetime: bool = False
     leeway: int = Field(LEEWAY_DEFAULT, ge=0, le=LEEWAY_MAX)
+    # of a new key set only (a stored one keeps its own); RS256 is OIDC's mandatory one
     key_algorithm: Literal[
         "EdDSA", "ES256", "RS256", "PS256", "HS256", "HS384", "HS512"
-    ] = "EdDSA"
+    ] = "RS256"
     # How long a rotated-in key is published before it signs (at least the JWKS max-age,
     # so caches hold it first), and how often each instance polls the store for a key
     # change (the bus, where there is one, is faster; this is the backstop).

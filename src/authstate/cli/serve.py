@@ -1,7 +1,7 @@
 """``authstate serve``: run the HTTP service with uvicorn.
 
 With no arguments: the SQLite store ``./authstate.db``, a signing key generated on first
-start (Ed25519 unless ``AUTHSTATE_KEY_ALGORITHM`` says otherwise), 127.0.0.1:8000, and
+start (RS256 unless ``AUTHSTATE_KEY_ALGORITHM`` says otherwise), 127.0.0.1:8000, and
 production cookies (``Secure``, ``__Host-``). Development mode, which sends cookies without
 ``Secure`` so they work over plain HTTP on localhost, is only ever asked for (``--dev``,
 ``AUTHSTATE_DEV=true``; ``python3 run.py serve`` passes ``--dev`` and says so), and warned

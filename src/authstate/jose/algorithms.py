@@ -28,7 +28,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from authstate.errors import UnusableKey
 
-DEFAULT_ALGORITHM = "EdDSA"
+# The algorithm of a new key set: RS256, OpenID Connect's mandatory-to-implement ID token
+# algorithm (Discovery §3 requires it in the metadata, so the default key set has to be
+# able to sign it). Key sets already in a store keep their algorithm.
+DEFAULT_ALGORITHM = "RS256"
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey

@@ -5,7 +5,8 @@ The ID token is signed by the service's signing key (the one behind the JWKS), w
 ``typ: JWT`` rather than the access token's ``at+jwt`` (RFC 9068 §4: a verifier must be
 able to tell them apart), ``aud`` the client ID, and ``at_hash`` binding it to the access
 token issued with it (§3.1.3.6). With an HMAC signing key (``key_algorithm=HS*``) relying
-parties cannot verify it: OIDC needs an asymmetric key, which is the default (EdDSA).
+parties cannot verify it: OIDC needs an asymmetric key, and Discovery §3 requires RS256,
+which is why RS256 is the default algorithm of a new key set.
 
 Claims are minimal: ``sub`` is the user ID (``subject_types_supported: ["public"]``),
 ``email`` adds ``email`` and ``email_verified`` (false: authstate does not verify
