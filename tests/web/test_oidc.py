@@ -102,6 +102,27 @@ async def test_id_token_passes_authlibs_validation(api: Api) -> None:
         wrong.validate()
 
 
+async def test_a_stored_eddsa_key_set_keeps_signing_under_the_rs256_default(
+        tmp_path: Path) -> None:
+    """The RS256 default applies to new key sets only: a store whose keys were made with
+    EdDSA (the earlier default) keeps its signer, and discovery lists what it holds, not
+    an algorithm it has no key for."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    async with running(store=url, key_algorithm="EdDSA") as before:
+        kid = before.state.keys.signer.kid
+        await before.add_user(EMAIL)
+        client, secret = await add_client(before)
+    async with running(store=url, key_algorithm=None) as after:
+        assert after.state.settings.tokens.key_algorithm == "RS256"
+        assert after.state.keys.signer.kid == kid and after.state.keys.signer.alg == "EdDSA"
+        assert [key["alg"] for key in (await jwks(after))["keys"]] == ["EdDSA"]
+        meta = (await after.client.get("/.well-known/openid-configuration")).json()
+        assert meta["id_token_signing_alg_values_supported"] == ["EdDSA"]
+        tokens = await sign_in(after, await browser(after), client, secret)
+        claims = authlib_jwt.decode(tokens["id_token"], JsonWebKey.import_key_set(await jwks(after)))
+        assert claims.header["alg"] == "EdDSA" and claims.header["kid"] == kid
+
+
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
 async def test_id_tokens_of_every_asymmetric_key_pass_authlib(alg: str) -> None:
     """``at_hash`` takes the hash of the signing algorithm (SHA-256 for these)."""
@@ -136,10 +157,13 @@ async def test_scopes_decide_the_id_token_and_its_claims(api: Api) -> None:
     assert "id_token" not in refreshed.json()
 
 
-async def test_discovery_documents_pass_authlibs_validation(api: Api) -> None:
+@pytest.mark.parametrize("alg", [None, "RS256"], ids=["default", "RS256"])
+async def test_discovery_documents_pass_authlibs_validation(api: Api, alg: str | None) -> None:
     # Discovery §3: an https issuer, and RS256 among the ID token algorithms (Authlib
-    # insists): an RS256 signing key. The default EdDSA key set lists only EdDSA.
-    async with running(issuer="https://auth.example", key_algorithm="RS256") as secure:
+    # insists): the default key set (no algorithm configured) signs with RS256. The
+    # ``api`` fixture's key set is pinned to EdDSA and lists only that.
+    async with running(issuer="https://auth.example", key_algorithm=alg) as secure:
+        assert secure.state.keys.signer.alg == "RS256"
         meta = (await secure.client.get("/.well-known/openid-configuration")).json()
         assert meta["id_token_signing_alg_values_supported"] == ["RS256"]
         OpenIDProviderMetadata(
