@@ -121,6 +121,11 @@ async def test_a_stored_eddsa_key_set_keeps_signing_under_the_rs256_default(
         tokens = await sign_in(after, await browser(after), client, secret)
         claims = authlib_jwt.decode(tokens["id_token"], JsonWebKey.import_key_set(await jwks(after)))
         assert claims.header["alg"] == "EdDSA" and claims.header["kid"] == kid
+        # the way to RS256: a rotation publishes the RSA key beside the EdDSA one, and
+        # discovery then lists both (RS256 among them, as Discovery §3 asks)
+        await after.state.rotate_keys(algorithm="RS256")
+        meta = (await after.client.get("/.well-known/openid-configuration")).json()
+        assert sorted(meta["id_token_signing_alg_values_supported"]) == ["EdDSA", "RS256"]
 
 
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
