@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -49,7 +46,7 @@ from authstate.web.middleware import (
     SessionCookie,
 )
 from tests.conftest import fresh_namespace
-from tests.stores.test_sql_postgres import Cluster, _pg_bin
+from tests.stores.test_sql_postgres import Cluster, cluster  # noqa: F401 (the fixture)
 from tests.support import RedisServer, free_port
 from tests.web.api import BASE, PASSWORD, api_settings
 
@@ -79,8 +76,8 @@ class RedisBackend(Server):
 
 
 class PostgresBackend(Server):
-    def __init__(self, cluster: Cluster) -> None:
-        self.url, self.kill, self.start = cluster.url, cluster.stop, cluster.start
+    def __init__(self, pg: Cluster) -> None:
+        self.url, self.kill, self.start = pg.url, pg.stop, pg.start
 
     async def open(self) -> Store:
         return await PostgresStore.open(
@@ -101,26 +98,10 @@ def redis_backend(tmp_path: Path) -> Iterator[Server]:
 
 
 @pytest.fixture
-def postgres_backend() -> Iterator[Server]:
-    bin_dir = _pg_bin()
-    if bin_dir is None or not (bin_dir / "pg_ctl").exists():
-        pytest.skip("initdb/pg_ctl not installed: cannot run a throwaway PostgreSQL")
-    root = Path(tempfile.mkdtemp(prefix="authstate-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    cluster = Cluster(root, bin_dir, free_port())
-    try:
-        cluster.init()
-        cluster.start()
-    except (subprocess.SubprocessError, OSError) as error:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"cannot start a throwaway PostgreSQL: {error}")
-    try:
-        yield PostgresBackend(cluster)
-    finally:
-        with contextlib.suppress(subprocess.SubprocessError):
-            cluster.stop()  # already stopped when the test failed during the outage
-        shutil.rmtree(root, ignore_errors=True)
+def postgres_backend(cluster: Cluster) -> Server:  # noqa: F811 (the imported fixture)
+    """A throwaway PostgreSQL cluster (``test_sql_postgres``'s fixture, started and
+    removed there) that the test stops and starts again."""
+    return PostgresBackend(cluster)
 
 
 @pytest.fixture(params=["redis", "postgres"])
