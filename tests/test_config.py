@@ -63,6 +63,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "session_idle_timeout": ("600", 600),
     "session_absolute_timeout": ("3600", 3600),
     "session_touch_interval": ("30", 30),
+    "session_cache_seconds": ("4.5", 4.5),
     "revocation_denylist": ("false", False),
     "revocation_token_version": ("false", False),
     "revocation_session_bound": ("false", False),

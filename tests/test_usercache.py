@@ -7,6 +7,7 @@ its own bus connection, and the ``authstate`` CLI run as a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -35,7 +36,14 @@ class Pair:
 
 @pytest.fixture
 async def pair(request: pytest.FixtureRequest, clock: FrozenClock) -> AsyncIterator[Pair]:
-    url = require_service(request.param)
+    async with two_instances(request.param, clock) as instances:
+        yield instances
+
+
+@contextlib.asynccontextmanager
+async def two_instances(service: str, clock: FrozenClock) -> AsyncIterator[Pair]:
+    """Two started instances on one fresh namespace of ``service``'s store."""
+    url = require_service(service)
     namespace = fresh_namespace()
     store = await open_store(url, clock=clock, namespace=namespace)
     settings = api_settings(store=url, namespace=namespace)
@@ -112,11 +120,12 @@ async def test_a_change_made_by_the_cli_process_reaches_a_running_instance(pair:
     assert await scopes_seen(b, login.session_id) == ("profile",)
 
 
-async def cli(state: AuthState, *args: str) -> None:
+async def cli(state: AuthState, *args: str, group: str = "users") -> None:
+    """``authstate GROUP ARGS`` in its own process, on ``state``'s store and namespace."""
     env = {**os.environ, "AUTHSTATE_NAMESPACE": state.settings.store.namespace,
            **{f"AUTHSTATE_{k.upper()}": str(v) for k, v in FAST_PASSWORDS.items()}}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from authstate.cli import app; app()", "users", *args,
+        sys.executable, "-c", "from authstate.cli import app; app()", group, *args,
         "--store", state.settings.store.url, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )
@@ -159,6 +168,7 @@ async def test_requests_racing_a_scope_change_all_see_it_once_it_arrived(
     async def hammer() -> None:
         while not stop.is_set():
             await b.authenticate_session(login.session_id)
+            await asyncio.sleep(0)  # a cache hit never awaits I/O: let the others run
 
     workers = [asyncio.create_task(hammer()) for _ in range(8)]
     for _ in range(head_start * 3):

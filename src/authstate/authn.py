@@ -42,6 +42,7 @@ from __future__ import annotations
 import http.cookies
 import logging
 import re
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -55,14 +56,11 @@ from authstate.errors import (
     InvalidToken,
     KeysUnavailable,
     StoreUnavailable,
-    TokenRevoked,
     UpstreamUnavailable,
 )
 from authstate.identity import Identity
 from authstate.outage import OutageLog
 from authstate.sessions import Session
-from authstate.sessions import digest as session_digest
-from authstate.sessions import valid_id as valid_session_id
 
 if TYPE_CHECKING:
     import httpx
@@ -247,20 +245,13 @@ class SessionCookie:
     """The session cookie that ``authstate serve`` (or the app, through ``AuthState``)
     set, with the CSRF check for unsafe methods.
 
-    Each request reads the session from the store: a revoked or rotated session ID is
-    refused at once. ``cache_seconds`` (off by default, at most ``CACHE_MAX``) keeps a
-    looked-up session for that long in this process, to spare the store read on a busy
-    session. A cached session is used only while revocation is pushed (``AuthState``'s
-    revocation copy is live: bus connected and resynchronised) and its ``sid`` is not in
-    that copy, so a session ended anywhere (logout, revoke, log out everywhere, a
-    password change) is refused as fast as a session-bound access token is. What the
-    cache does delay, by at most ``cache_seconds``: the old ID of a *rotated* session
-    stays usable on instances that cached it, and changes to the session's data are
-    seen late.
+    A revoked or rotated session ID is refused at the next request. The session comes
+    from the store, or, while push revocation is live, from the process's copy that every
+    change to a session drops everywhere through the bus (``sessions.SessionCache``,
+    ``AUTHSTATE_SESSION_CACHE_SECONDS``). ``cache_seconds`` is that copy's forerunner and
+    is ignored with a ``DeprecationWarning``: the copy is now on by default and, unlike it,
+    also drops the old ID of a rotated session and a changed session's data at once.
     """
-
-    CACHE_MAX = 10.0
-    CACHE_SIZE = 10_000
 
     def __init__(
         self,
@@ -269,16 +260,18 @@ class SessionCookie:
         cookie_name: str | None = None,
         csrf: bool = True,
         allowed_origins: Iterable[str] = (),
-        cache_seconds: float = 0.0,
+        cache_seconds: float | None = None,
     ) -> None:
-        if not 0 <= cache_seconds <= self.CACHE_MAX:
-            raise ValueError(f"cache_seconds must be between 0 and {self.CACHE_MAX}")
+        if cache_seconds is not None:
+            warnings.warn(
+                "SessionCookie(cache_seconds=...) is ignored: sessions are cached by default "
+                "while push revocation is live (AUTHSTATE_SESSION_CACHE_SECONDS)",
+                DeprecationWarning, stacklevel=2,
+            )
         self.state = state
         self.cookie_name = cookie_name or session_cookie_name(state.settings)
         self.csrf = csrf
         self.allowed_origins = trusted_origins(state.settings, allowed_origins)
-        self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Identity]] = {}
 
     def session_id(self, credentials: Credentials) -> str | None:
         """The session cookie's value, or None when the request has none."""
@@ -296,13 +289,26 @@ class SessionCookie:
         session_id = self.session_id(credentials)
         if session_id is None:
             return None
-        identity = self._cached(session_id) if self.cache_seconds else None
+        identity = await self.state.authenticate_session(session_id)
         if identity is None:
-            identity = await self.state.authenticate_session(session_id)
-            if identity is None:
-                raise InvalidToken("the session is not valid")
-            if self.cache_seconds:
-                self._remember(session_id, identity)
+            raise InvalidToken("the session is not valid")
+        return identity
+
+    def cached(self, credentials: Credentials) -> Identity | None:
+        """What ``authenticate`` would return, when this process's copies can tell it
+        without awaiting (``AuthState.authenticate_session_cached``) and the CSRF check
+        passes; None means "await authenticate", never "invalid". From any thread."""
+        session_id = self.session_id(credentials)
+        if session_id is None:
+            return None
+        identity = self.state.authenticate_session_cached(session_id)
+        if identity is None:
+            return None
+        if self.csrf:
+            try:
+                self.check_csrf(credentials, identity.session)
+            except CSRFFailed:
+                return None
         return identity
 
     def check_csrf(self, credentials: Credentials, session: Session | None) -> None:
@@ -316,34 +322,6 @@ class SessionCookie:
             given=credentials.csrf_token,
             from_here=credentials.from_here(self.allowed_origins),
         )
-
-    def _cached(self, session_id: str) -> Identity | None:
-        revocation = self.state.revocation
-        if revocation.mode != "push" or not self.state.settings.revocation.session_bound:
-            self._cache.clear()
-            return None
-        if not valid_session_id(session_id):
-            return None
-        key = session_digest(session_id)
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        cached_at, identity = entry
-        now = self.state.clock.now()
-        if now - cached_at >= self.cache_seconds or identity.expires_at <= now:
-            del self._cache[key]
-            return None
-        try:
-            revocation.check_local({"sid": identity.sid})
-        except TokenRevoked:
-            del self._cache[key]
-            return None
-        return identity
-
-    def _remember(self, session_id: str, identity: Identity) -> None:
-        if len(self._cache) >= self.CACHE_SIZE:
-            del self._cache[next(iter(self._cache))]
-        self._cache[session_digest(session_id)] = (self.state.clock.now(), identity)
 
 
 class BearerJWT:
@@ -606,17 +584,28 @@ class Authentication:
         return next((a for a in self.authenticators if isinstance(a, SessionCookie)), None)
 
     def decided_now(self, credentials: Credentials) -> AuthInfo | None:
-        """The verdict, when the first authenticator can give a success without awaiting
-        (``BearerJWT.cached``): then the full run would end there with the same answer.
-        None otherwise: await the call. For sync code, which skips a hop to the event
-        loop on the common path (a JWT seen before)."""
-        cached = getattr(self.authenticators[0], "cached", None)
-        if cached is None or (self.bearer_decides and credentials.bearer_error):
+        """The verdict, when the first authenticator that can answer this request gives
+        a success without awaiting (``BearerJWT.cached``, ``SessionCookie.cached``): then
+        the full run would end there with the same answer. Authenticators that read the
+        bearer credential are passed over when the request presents none (they answer
+        None to it). None otherwise: await the call. For sync code, which skips a hop to
+        the event loop on the common paths (a JWT seen before, a hot session)."""
+        if credentials.presents_bearer and self.bearer_decides and credentials.bearer_error:
             return None
-        identity: Identity | None = cached(credentials)
-        if identity is None:
-            return None
-        return AuthInfo(identity=identity, scopes=(AUTHENTICATED, *identity.scope), bearer=True)
+        for authenticator in self.authenticators:
+            if not credentials.presents_bearer and getattr(authenticator, "reads_bearer", False):
+                continue
+            cached = getattr(authenticator, "cached", None)
+            if cached is None:
+                return None
+            identity: Identity | None = cached(credentials)
+            if identity is None:
+                return None
+            return AuthInfo(
+                identity=identity, scopes=(AUTHENTICATED, *identity.scope),
+                bearer=identity.method != "session",
+            )
+        return None
 
     async def __call__(self, credentials: Credentials) -> AuthInfo:
         authenticators = self.authenticators

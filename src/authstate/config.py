@@ -156,6 +156,10 @@ class SessionSettings(_Group):
     idle_timeout: int = Field(30 * 60, ge=60)
     absolute_timeout: int = Field(12 * 3600, ge=60)
     touch_interval: int = Field(60, ge=0)
+    # Seconds a process may keep a looked-up session (``SessionCache``): only while push
+    # revocation is live, dropped at once by the event every session change announces,
+    # so this bounds only the age of a copy whose event was lost. 0 reads the store.
+    cache_seconds: float = Field(30.0, ge=0, le=300)
     cookie_name: str = Field("authstate_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     @model_validator(mode="after")

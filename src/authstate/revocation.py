@@ -285,6 +285,12 @@ class Revocations:
         those caches anyway, so a missed event cannot outlive the next one."""
         await self._announce({"t": "user", "sub": user_id})
 
+    async def announce_session_changed(self, key: str) -> None:
+        """Tell every process that the session stored under ``key`` (its ID's digest, the
+        store key: never the ID) changed or ended: each drops its cached copy
+        (``SessionCache``). Nothing more is stored: the change itself is in the store."""
+        await self._announce({"t": "sess", "key": key})
+
     async def announce_key_retired(self, kid: str) -> None:
         """Tell every verifier to drop a signing key (the key set lives in the store)."""
         await self._announce({"t": "key", "kid": kid})

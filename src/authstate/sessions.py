@@ -16,6 +16,14 @@ cart or a flash message in before anyone logs in. It is kept out of every per-us
 (``Session.anonymous``), and it never authenticates anyone: ``AuthState`` answers a
 request that carries one as anonymous. Logging in replaces it with a new session of the
 user (a new ID) that inherits its data (``AuthState.login``).
+
+With push revocation live, a looked-up session is kept in the process
+(``SessionCache``, ``buscache``'s rules): every change to a session (its data, a
+rotation, its end) announces a ``sess`` event naming its digest, which drops the copy in
+this process before the call returns and in every other within the push delay. So a
+cookie request on a networked store costs no store read while the session is hot, and a
+revoked or rotated ID is still refused at the next request (in another process: after
+the few milliseconds the event takes). Without a live bus every lookup reads the store.
 """
 
 from __future__ import annotations
@@ -27,13 +35,17 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from authstate.buscache import BusCache
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, StoreUnavailable
 from authstate.outage import OutageLog
 from authstate.randomtoken import digest as digest  # re-exported: the stored form of an ID
 from authstate.stores.base import JSON, Record, Store
+
+if TYPE_CHECKING:
+    from authstate.revocation import Revocations
 
 logger = logging.getLogger("authstate.sessions")
 
@@ -44,6 +56,7 @@ ID_PATTERN = re.compile(rf"^[A-Za-z0-9_-]{{1,{ID_MAX}}}$")
 HANDLE_LEN = 16
 DATA_MAX_BYTES = 4096
 USER_AGENT_MAX = 512
+CACHE_SIZE = 50_000  # entries; ~1 KB each with a small data object, at most ~50 MB
 
 
 def fingerprint(secret: str) -> str:
@@ -113,6 +126,45 @@ class Session(NamedTuple):
 RevokeHook = Callable[[Session, str], Awaitable[None]]
 
 
+class SessionCache(BusCache[Session]):
+    """Looked-up sessions by digest, kept while push revocation is live (``buscache``).
+
+    A cached ``Session`` is shared by the requests that hit it: its ``data`` is a
+    read-only view (``MappingProxyType``), so a caller that changes it goes through
+    ``SessionManager.update`` (which announces the change) instead of editing the copy
+    every other request sees."""
+
+    EVENT = "sess"
+
+    def __init__(
+        self, revocation: Revocations, *, clock: Clock, ttl: float, size: int = CACHE_SIZE,
+    ) -> None:
+        super().__init__(revocation, clock=clock, ttl=ttl, size=size,
+                         events=frozenset({self.EVENT}), field="key")
+
+    def hit(self, key: str, now: float, touch_interval: float) -> Session | None:
+        """The cached session, if it is still live and needs no last-seen write now
+        (a lookup that must slide the idle expiry goes to the store)."""
+        if not self.usable:
+            return None
+        entry = self.peek(key)
+        if entry is None:
+            return None
+        session = entry[1]
+        if session.expires_at <= now or now - session.last_seen >= touch_interval:
+            return None
+        return session
+
+    def keep_session(self, key: str, session: Session, epoch: tuple[int, int]) -> None:
+        if isinstance(session.data, dict):
+            session = session._replace(data=MappingProxyType(session.data))
+        self.keep(key, session, epoch)
+
+    async def changed(self, key: str) -> None:
+        """Drop ``key`` here at once and in every process through the bus."""
+        await self.revocation.announce_session_changed(key)
+
+
 class SessionManager:
     """Create, look up, slide, rotate, update and revoke sessions on any store."""
 
@@ -126,6 +178,7 @@ class SessionManager:
         touch_interval: float = 60,
         on_revoke: RevokeHook | None = None,
         on_store_error: Callable[[BaseException], None] | None = None,
+        cache: SessionCache | None = None,
     ) -> None:
         if not 0 < idle_timeout <= absolute_timeout:
             raise ValueError("need 0 < idle_timeout <= absolute_timeout")
@@ -135,6 +188,7 @@ class SessionManager:
         self.absolute_timeout = absolute_timeout
         self.touch_interval = touch_interval
         self.on_revoke = on_revoke
+        self.cache = cache
         self._outage = OutageLog(logger, "session store", on_failure=on_store_error)
         self._touch_outage = OutageLog(
             logger, "session store (last-seen writes)", on_failure=on_store_error
@@ -184,6 +238,13 @@ class SessionManager:
             return None
         assert isinstance(session_id, str)
         key = digest(session_id)
+        cache = self.cache
+        epoch = None
+        if cache is not None and cache.usable:
+            hit = cache.hit(key, self.clock.now(), self.touch_interval)
+            if hit is not None:
+                return hit
+            epoch = cache.epoch()
         try:
             record = await self.store.get(KIND, key)
         except StoreUnavailable as error:
@@ -198,7 +259,20 @@ class SessionManager:
             return None
         if now - session.last_seen >= self.touch_interval:
             session = await self._touch(key, session, now)
+        if epoch is not None:
+            assert cache is not None
+            cache.keep_session(key, session, epoch)
         return session
+
+    def lookup_cached(self, session_id: object) -> Session | None:
+        """``lookup``'s answer when this process's copy can give it without awaiting
+        (CPU only, from any thread: the sync face's fast path); None means "await
+        ``lookup``", never "no session"."""
+        cache = self.cache
+        if cache is None or not valid_id(session_id):
+            return None
+        assert isinstance(session_id, str)
+        return cache.hit(digest(session_id), self.clock.now(), self.touch_interval)
 
     async def _touch(self, key: str, session: Session, now: float) -> Session:
         """Slide the idle expiry. A failed write does not fail the request: the session
@@ -220,11 +294,13 @@ class SessionManager:
         if not valid_id(session_id):
             return None
         new_id = secrets.token_urlsafe(ID_BYTES)
+        old = digest(session_id)
         record = await self.store.rename(
-            KIND, digest(session_id), digest(new_id), fields={"rotated_at": self.clock.now()}
+            KIND, old, digest(new_id), fields={"rotated_at": self.clock.now()}
         )
         if record is None:
             return None
+        await self._changed(old)
         return new_id, Session.from_record(record)
 
     async def update(
@@ -243,7 +319,10 @@ class SessionManager:
             record = await self.store.patch(KIND, key, {"data": data})
         else:
             record = await self.store.merge(KIND, key, "data", data, max_bytes=DATA_MAX_BYTES)
-        return Session.from_record(record) if record is not None else None
+        if record is None:
+            return None
+        await self._changed(key)
+        return Session.from_record(record)
 
     async def revoke(self, session_id: str, *, reason: str = "user") -> Session | None:
         """End one session by its ID."""
@@ -300,9 +379,14 @@ class SessionManager:
             raise InvalidInput("a session handle prefix is 4 to 64 lowercase hex characters")
         return await self.store.scan(KIND, prefix=handle_prefix, limit=limit)
 
+    async def _changed(self, key: str) -> None:
+        if self.cache is not None:
+            await self.cache.changed(key)
+
     async def _revoked(self, record: Record | None, reason: str) -> Session | None:
         if record is None:
             return None
+        await self._changed(record.key)
         session = Session.from_record(record)
         if self.on_revoke is not None:
             await self.on_revoke(session, reason)

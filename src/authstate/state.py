@@ -62,7 +62,7 @@ from authstate.oauth.codes import AuthorizationCodes, CodeGrant
 from authstate.outage import OutageLog
 from authstate.passwords import PasswordHasher
 from authstate.revocation import VERSION, Policies, Revocations
-from authstate.sessions import HANDLE_LEN, Session, SessionManager, fingerprint
+from authstate.sessions import HANDLE_LEN, Session, SessionCache, SessionManager, fingerprint
 from authstate.stores import Store, open_store
 from authstate.stores.base import JSON
 from authstate.throttle import LoginThrottle
@@ -124,6 +124,21 @@ class UserDisabled:
 logger = logging.getLogger("authstate.state")
 
 
+def _session_identity(session: Session, user: User | None) -> Identity | None:
+    """A logged-in session's identity with the account as it is now (None: disabled)."""
+    if user is not None and user.disabled:
+        return None
+    return Identity(
+        user_id=session.user_id,
+        method="session",
+        expires_at=session.expires_at,
+        sid=session.sid,
+        scope=user.scopes if user is not None else (),
+        session=session,
+        user=user,
+    )
+
+
 def _jwt_identity(claims: dict[str, Any]) -> Identity:
     scope = claims.get("scope")
     return Identity(
@@ -166,15 +181,6 @@ class AuthState:
             store, self.clock, metrics=self.metrics,
             retention_days=settings.service.audit_retention_days,
         )
-        self.sessions = SessionManager(
-            store,
-            clock=self.clock,
-            idle_timeout=settings.sessions.idle_timeout,
-            absolute_timeout=settings.sessions.absolute_timeout,
-            touch_interval=settings.sessions.touch_interval,
-            on_revoke=self._session_ended,
-            on_store_error=self.metrics.store_error_hook("session") if self.metrics else None,
-        )
         self.passwords = PasswordHasher(
             time_cost=settings.passwords.time_cost,
             memory_kib=settings.passwords.memory_kib,
@@ -191,6 +197,17 @@ class AuthState:
             window=settings.throttle.window,
         )
         self._init_tokens(settings, store, bus)
+        self.sessions = SessionManager(
+            store,
+            clock=self.clock,
+            idle_timeout=settings.sessions.idle_timeout,
+            absolute_timeout=settings.sessions.absolute_timeout,
+            touch_interval=settings.sessions.touch_interval,
+            on_revoke=self._session_ended,
+            on_store_error=self.metrics.store_error_hook("session") if self.metrics else None,
+            cache=SessionCache(self.revocation, clock=self.clock,
+                               ttl=settings.sessions.cache_seconds),
+        )
         self.backchannel = BackchannelLogout(
             store, self.keys, self.audit, clock=self.clock, issuer=settings.tokens.issuer,
             client=self.clients.get, interval=float(settings.service.cleanup_interval),
@@ -256,17 +273,20 @@ class AuthState:
         # drops the copy everywhere); otherwise it is read here. A user ID with no account
         # here is the application's own (no read: the ID is not ours), with no scopes.
         user = await self.user_cache.get(session.user_id)
-        if user is not None and user.disabled:
+        return _session_identity(session, user)
+
+    def authenticate_session_cached(self, session_id: object) -> Identity | None:
+        """``authenticate_session``'s answer when this process's copies (``SessionCache``,
+        ``UserCache``) can give it without awaiting, from any thread; None means "await
+        ``authenticate_session``", never "no session". The sync face's fast path."""
+        session = self.sessions.lookup_cached(session_id)
+        if session is None or session.anonymous:
             return None
-        return Identity(
-            user_id=session.user_id,
-            method="session",
-            expires_at=session.expires_at,
-            sid=session.sid,
-            scope=user.scopes if user is not None else (),
-            session=session,
-            user=user,
-        )
+        user_cache = self.user_cache
+        if not user_cache.usable:
+            return None
+        entry = user_cache.peek(session.user_id)
+        return _session_identity(session, entry[1]) if entry is not None else None
 
     async def current_user(self, user_id: str) -> User | None:
         """The account as it is now, for a request (cached per ``UserCache``'s rules)."""

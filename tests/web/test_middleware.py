@@ -257,7 +257,7 @@ def test_needs_an_authenticator() -> None:
         AuthMiddleware(_never, authenticators=[])
 
 
-# --- the opt-in session cache ------------------------------------------------------------
+# --- the session cache (``sessions.SessionCache``) -----------------------------------------
 
 
 async def test_session_cache_spares_the_store_but_not_revocation(
@@ -265,26 +265,29 @@ async def test_session_cache_spares_the_store_but_not_revocation(
 ) -> None:
     from authstate.sessions import digest
 
-    cached = SessionCookie(state, cache_seconds=5)
-    assert state.revocation.mode == "push"
-    async with client(starlette_app(cached)) as http:
+    cache = state.sessions.cache
+    assert cache is not None and state.revocation.mode == "push"
+    async with client(starlette_app(SessionCookie(state))) as http:
         session_id, _ = await login(state, "u_alice")
         assert (await http.get("/whoami", headers=cookie(session_id))).json()["user"] == "u_alice"
-        # the record vanishes behind authstate's back (no revocation event): the cache
-        # answers until cache_seconds have passed, and not after
+        # the record vanishes behind authstate's back (no event): the copy answers until
+        # AUTHSTATE_SESSION_CACHE_SECONDS have passed, and not after
         await state.store.delete("session", digest(session_id))
         assert (await http.get("/whoami", headers=cookie(session_id))).json()["user"] == "u_alice"
-        clock.advance(5)
+        clock.advance(cache.ttl)
         assert (await http.get("/whoami", headers=cookie(session_id))).json()["authenticated"] is False
 
-        # a real revocation (its sid pushed to the revocation copy) is refused at once
-        for end in ("revoke", "revoke_all", "revoke_user"):
+        # every real way a session ends (its event drops the copy) is refused at once
+        for end in ("revoke", "revoke_all", "revoke_user", "rotate"):
             session_id, _ = await login(state, "u_bob")
-            assert (await http.get("/whoami", headers=cookie(session_id))).json()["user"] == "u_bob"
+            for _ in range(2):  # the second answer comes from the copy
+                assert (await http.get("/whoami", headers=cookie(session_id))).json()["user"] == "u_bob"
             if end == "revoke":
                 await state.sessions.revoke(session_id)
             elif end == "revoke_all":
                 await state.sessions.revoke_all("u_bob")
+            elif end == "rotate":
+                await state.sessions.rotate(session_id)
             else:
                 await state.revoke_user("u_bob")
             answer = (await http.get("/whoami", headers=cookie(session_id))).json()
@@ -298,13 +301,13 @@ async def test_session_cache_is_off_unless_revocation_is_pushed(clock: FrozenClo
     state = AuthState(fast_settings(push_revocation=False), store, clock=clock)
     await state.start()
     assert state.revocation.mode != "push"
-    async with client(starlette_app(SessionCookie(state, cache_seconds=5))) as http:
+    async with client(starlette_app(SessionCookie(state))) as http:
         session_id, _ = await login(state, "u_alice")
         assert (await http.get("/whoami", headers=cookie(session_id))).json()["authenticated"]
         await state.store.delete("session", digest(session_id))
         assert (await http.get("/whoami", headers=cookie(session_id))).json()["authenticated"] is False
-    with pytest.raises(ValueError, match="cache_seconds"):
-        SessionCookie(state, cache_seconds=60)
+    with pytest.warns(DeprecationWarning, match="AUTHSTATE_SESSION_CACHE_SECONDS"):
+        SessionCookie(state, cache_seconds=5)
     await state.close()
 
 

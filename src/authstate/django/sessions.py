@@ -210,7 +210,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def _lookup(self, key: str | None) -> Session | None:
         if not key or not valid_id(key):
             return None
-        session = self._sync.run(lambda state: state.sessions.lookup(key))
+        # a hot session is in this process's bus-invalidated copy: no hop to the loop
+        session = self._sync.state.sessions.lookup_cached(key)
+        if session is None:
+            session = self._sync.run(lambda state: state.sessions.lookup(key))
         if session is None or appsessions.expired(session, self._sync.state.clock.now()):
             return None
         return session

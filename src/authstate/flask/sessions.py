@@ -164,7 +164,10 @@ class ServerSideSessions(SessionInterface):
         if not session_id or not valid_id(session_id):
             return ServerSideSession()
         try:
-            loaded = self.state.run(lambda state: _lookup(state, session_id))
+            # a hot session is in this process's bus-invalidated copy: no hop to the loop
+            loaded = _lookup_cached(self.state.state, session_id)
+            if loaded is None:
+                loaded = self.state.run(lambda state: _lookup(state, session_id))
         except StoreUnavailable:
             return UnavailableSession()
         return ServerSideSession(session_id, loaded)
@@ -225,6 +228,13 @@ class ServerSideSessions(SessionInterface):
         if session.session_id is not None and session.loaded is not None:
             self.state.logout(session_id=session.session_id)
         session.adopt(None, None, "clear")
+
+
+def _lookup_cached(state: AuthState, session_id: str) -> Session | None:
+    session = state.sessions.lookup_cached(session_id)
+    if session is not None and appsessions.expired(session, state.clock.now()):
+        return None
+    return session
 
 
 async def _lookup(state: AuthState, session_id: str) -> Session | None:

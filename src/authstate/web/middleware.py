@@ -38,9 +38,10 @@ a stale cookie beside a good bearer token (or the reverse) authenticates by the 
 and the CSRF rule still holds for a cookie. ``bearer_decides=True`` applies the service's
 own rule instead: a request presenting a bearer credential is judged by it alone.
 
-The per-request path reads the headers once, lazily; a session costs one store read
-(``SessionCookie(cache_seconds=...)`` trades a bounded delay on rotation for none), a
-JWT a verify whose result ``AuthState`` caches, with revocation checked in memory.
+The per-request path reads the headers once, lazily; a session costs one store read,
+or none while push revocation is live and the session is hot (``sessions.SessionCache``:
+every change to a session drops the copy everywhere through the bus), a JWT a verify
+whose result ``AuthState`` caches, with revocation checked in memory.
 ``benchmarks/middleware_throughput.py`` measures both against no authentication.
 """
 
