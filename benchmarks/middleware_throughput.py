@@ -12,17 +12,19 @@ store is the variant's):
 
 - ``none``: the same route with no middleware and no check (the floor), sent the same
   request bytes as the ``jwt`` run (the Authorization header, ignored);
-- ``jwt``: ``AuthMiddleware([BearerJWT(state)])``, one EdDSA access token bound to a
+- ``jwt``: ``AuthMiddleware([BearerJWT(state)])``, one access token (the default key
+  algorithm of a new key set: RS256) bound to a
   session, sent on every request: after the first, a verified-token cache hit, with the
   revocation check in memory (the state on Redis, push revocation over its pub/sub);
 - ``jwt-fresh``: the same middleware, a different token on every request (more tokens
   than the verified-token cache holds, taken in turn by a wrk Lua script): each request
-  pays the signature check, the floor being ``cryptography``'s Ed25519 verify;
+  pays the signature check, the floor being ``cryptography``'s RSA-2048 verify;
 - ``session-redis``: ``AuthMiddleware([SessionCookie(state)])`` on the Redis store: the
-  session read per request, and the user record (scopes, disabled) from the per-process
-  ``UserCache`` while push revocation is live;
-- ``session-redis+cache``: named deviation, ``SessionCookie(state, cache_seconds=2)``:
-  the session read at most every 2 s (see its docstring for what the cache delays);
+  session and the user record (scopes, disabled) from the per-process copies
+  (``SessionCache``, ``UserCache``) that the bus keeps honest while push revocation is
+  live, the store read when they miss;
+- ``session-redis-nocache``: named deviation, ``AUTHSTATE_SESSION_CACHE_SECONDS=0``:
+  the session read from Redis on every request (what the copy saves);
 - ``session-sqlite``: the session path on the embedded SQLite store (no bus: both
   records read per request);
 - ``fastapi-pyjwt`` / ``fastapi-authstate`` (and ``-fresh``: a new token per request):
@@ -81,14 +83,13 @@ from authstate.config import Settings
 from authstate.state import AuthState
 
 REDIS_URL = os.environ.get("AUTHSTATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-VARIANTS = ("none", "jwt", "jwt-fresh", "session-redis", "session-redis+cache",
+VARIANTS = ("none", "jwt", "jwt-fresh", "session-redis", "session-redis-nocache",
             "session-sqlite", "fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh",
             "fastapi-authstate-fresh")
 # The FastAPI rows: a hand-written PyJWT dependency (checks NO revocation) beside
 # authstate's middleware + dependency (all revocation checks), both on FastAPI.
 PEERS = ("fastapi-pyjwt", "fastapi-authstate", "fastapi-pyjwt-fresh", "fastapi-authstate-fresh")
-TARGETS = {"jwt": 0.10, "session-redis": 0.25, "session-redis+cache": 0.25}
-CACHE_SECONDS = 2.0
+TARGETS = {"jwt": 0.10, "session-redis": 0.25}
 COOKIE = "authstate_session"
 EMAIL = "bench@example.com"
 PASSWORD = "correct horse battery staple 42"
@@ -110,7 +111,8 @@ end
 
 
 def settings_for(variant: str, store: str, namespace: str) -> Settings:
-    return Settings.from_flat(store=store, namespace=namespace, **CHANGED)
+    deviation = {"session_cache_seconds": 0} if variant.endswith("-nocache") else {}
+    return Settings.from_flat(store=store, namespace=namespace, **CHANGED, **deviation)
 
 
 async def serve(variant: str, port: int, store: str, namespace: str) -> None:
@@ -141,9 +143,7 @@ async def serve(variant: str, port: int, store: str, namespace: str) -> None:
     elif variant != "none":
         state = await AuthState.open(settings_for(variant, store, namespace))
         authenticator: Any = (
-            BearerJWT(state) if variant.startswith("jwt")
-            else SessionCookie(state, cache_seconds=CACHE_SECONDS) if variant.endswith("+cache")
-            else SessionCookie(state)
+            BearerJWT(state) if variant.startswith("jwt") else SessionCookie(state)
         )
         app.add_middleware(AuthMiddleware, authenticators=[authenticator])
     config = uvicorn.Config(app, host="127.0.0.1", port=port, workers=1, log_level="warning",
@@ -378,7 +378,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="authstate-bench-") as tmp:
         sqlite = f"sqlite:///{Path(tmp) / 'bench.db'}"
         stores = {"none": "memory://", "jwt": REDIS_URL, "jwt-fresh": REDIS_URL,
-                  "session-redis": REDIS_URL, "session-redis+cache": REDIS_URL,
+                  "session-redis": REDIS_URL, "session-redis-nocache": REDIS_URL,
                   "session-sqlite": sqlite, **{peer: REDIS_URL for peer in PEERS}}
         tokens = Path(tmp) / "tokens.txt"
         tokens.with_suffix(".lua").write_text(LUA)
@@ -393,7 +393,8 @@ def main() -> None:
                 fresh = str(tokens) if variant.endswith("fresh") else None
                 servers.append(start(variant, stores[variant], namespace, headers[variant],
                                      tokens=fresh))
-                if args.base and variant != "none" and variant not in PEERS:
+                if (args.base and variant != "none" and variant not in PEERS
+                        and not variant.endswith("-nocache")):  # the old code has no copy
                     servers.append(start(variant, stores[variant], namespace,
                                          headers[variant], src=str(Path(args.base) / "src"),
                                          label=f"{variant}@base", tokens=fresh))
@@ -466,7 +467,8 @@ def report(runs: dict[str, list[Run]], driver: str, args: argparse.Namespace) ->
         return
     print("settings changed from the defaults on every server: "
           + ", ".join(f"{k}={v}" for k, v in CHANGED.items())
-          + "; store: Redis for jwt* and session-redis*, SQLite for session-sqlite")
+          + "; store: Redis for jwt* and session-redis*, SQLite for session-sqlite; "
+          "session-redis-nocache also sets session_cache_seconds=0")
     print(f"protected endpoint, uvicorn 1 worker ({server_stack()}), load by {driver}: "
           f"{args.rounds} rounds x {args.duration:g} s, {args.connections} connections; "
           "medians over rounds")
