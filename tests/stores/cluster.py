@@ -29,6 +29,7 @@ from tests.support import free_port
 NODE_TIMEOUT_MS = 1000  # how long a silent primary takes to be marked failed
 READY_TIMEOUT = 30.0  # seconds for a topology to form (creation, replicas in sync)
 FAILOVER_TIMEOUT = 20.0  # seconds for a replica to take over a killed primary
+FAILOVER_TIMEOUT_MS = 10000  # the sentinels' failover-timeout (a stalled failover retried)
 
 
 class TopologyError(RuntimeError):
@@ -212,10 +213,12 @@ class RedisClusterNodes:
 
 
 class RedisSentinelSet:
-    """One primary, one replica and three sentinels watching them as ``service``."""
+    """One primary, one replica and three sentinels watching them as ``service``; the
+    sentinels declare a silent primary down after ``down_after_ms``."""
 
-    def __init__(self, service: str = "authstate") -> None:
+    def __init__(self, service: str = "authstate", down_after_ms: int = NODE_TIMEOUT_MS) -> None:
         self.service = service
+        self.down_after_ms = down_after_ms
         self.primary, self.replica, *self.sentinels = _distinct_ports(5)
         self.password = secrets.token_hex(12)
         self._procs = _Processes("authstate-sentinel-")
@@ -248,8 +251,8 @@ class RedisSentinelSet:
                 f"port {port}\nbind 127.0.0.1\ndir {self._procs.dir}\n"
                 f"sentinel monitor {self.service} 127.0.0.1 {self.primary} 2\n"
                 f"sentinel auth-pass {self.service} {self.password}\n"
-                f"sentinel down-after-milliseconds {self.service} {NODE_TIMEOUT_MS}\n"
-                f"sentinel failover-timeout {self.service} 10000\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.service} {FAILOVER_TIMEOUT_MS}\n"
                 f"sentinel parallel-syncs {self.service} 1\n"
             )
             self._procs.spawn(port, "redis-server", str(conf), "--sentinel")

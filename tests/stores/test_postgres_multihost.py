@@ -25,10 +25,8 @@ Not tested: a host that swallows packets (a firewall drop) rather than refusing;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -47,7 +45,7 @@ from authstate.sessions import digest
 from authstate.stores import open_store
 from authstate.stores.postgres import PostgresStore
 from tests.conftest import REQUIRE_SERVICES, fresh_namespace, require_service
-from tests.stores.test_sql_postgres import Cluster, _pg_bin
+from tests.stores.postgres_clusters import Pair, pg_bin
 from tests.support import free_port
 from tests.test_bus import Listener
 
@@ -99,58 +97,9 @@ async def test_dead_host_first_then_live_host(clock: FrozenClock) -> None:
         await store.close()
 
 
-class Pair:
-    """A primary and a streaming standby made from it, each a ``Cluster``."""
-
-    def __init__(self, root: Path, bin_dir: Path) -> None:
-        self.primary = Cluster(root / "a", bin_dir, free_port())
-        self.standby = Cluster(root / "b", bin_dir, free_port())
-
-    def url(self) -> str:
-        """The standby first: target_session_attrs=read-write must skip it."""
-        return (
-            f"postgresql://postgres@127.0.0.1:{self.standby.port},127.0.0.1:{self.primary.port}"
-            "/postgres?target_session_attrs=read-write"
-        )
-
-    def start(self) -> None:
-        for c in (self.primary, self.standby):
-            c.root.mkdir()
-            if os.geteuid() == 0:
-                shutil.chown(c.root, "postgres")
-        self.primary.init()
-        self.primary.start()
-        self.standby.run(
-            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
-            "-D", str(self.standby.data), "-R", "-X", "stream", "--no-sync",
-        )
-        self.standby.start()
-
-    def stop(self) -> None:
-        for c in (self.primary, self.standby):
-            with contextlib.suppress(subprocess.SubprocessError):
-                c.stop()
-
-    async def wait_replayed(self) -> None:
-        """Bounded wait until the standby replayed everything the primary wrote."""
-        async with await psycopg.AsyncConnection.connect(self.primary.url, autocommit=True) as p:
-            lsn = (await (await p.execute("SELECT pg_current_wal_lsn()::text")).fetchone() or [""])[0]
-        async with await psycopg.AsyncConnection.connect(self.standby.url, autocommit=True) as s:
-            deadline = time.monotonic() + FAILOVER_TIMEOUT
-            while True:
-                cur = await s.execute(
-                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
-                )
-                row = await cur.fetchone()
-                if row and row[0]:
-                    return
-                assert time.monotonic() < deadline, "the standby did not catch up"
-                await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 def pair() -> Iterator[Pair]:
-    bin_dir = _pg_bin()
+    bin_dir = pg_bin()
     if bin_dir is None or not (bin_dir / "pg_basebackup").exists():
         message = "initdb/pg_ctl/pg_basebackup not installed: cannot run a PostgreSQL pair"
         if REQUIRE_SERVICES:
@@ -186,7 +135,7 @@ async def test_store_and_bus_follow_a_promoted_standby(pair: Pair, clock: Frozen
         pair.primary.stop()
         with pytest.raises(StoreUnavailable):  # no read-write host: fail closed
             await store.put("session", "during", {"x": 1})
-        pair.standby.run("pg_ctl", "-D", str(pair.standby.data), "-w", "-t", "30", "promote")
+        pair.promote()
 
         records = [await _until_ok(lambda k=k: store.get("session", k)) for k in keys]
         assert [r.value["n"] for r in records if r is not None] == list(range(SESSIONS))
@@ -215,7 +164,7 @@ async def test_pool_leaves_a_primary_that_turned_read_only(pair: Pair, clock: Fr
             for _ in range(20):
                 await store.put("session", "during", {"v": 2})
                 await asyncio.sleep(0.05)
-        pair.standby.run("pg_ctl", "-D", str(pair.standby.data), "-w", "-t", "30", "promote")
+        pair.promote()
         # pooled connections to the read-only server were dropped, not reused: the writes
         # reach the promoted server without a restart
         await _until_ok(lambda: store.put("session", "after", {"v": 3}))

@@ -29,6 +29,7 @@ from authstate.stores import open_store
 from authstate.stores import postgres as pg_store
 from authstate.stores.postgres import SCHEMA_VERSION, PostgresStore
 from tests.conftest import fresh_namespace, require_service
+from tests.stores.postgres_clusters import Cluster, pg_bin
 from tests.support import free_port
 
 
@@ -201,46 +202,9 @@ async def test_killed_connections_heal_without_failing_reads(pg: PostgresStore, 
 # -- an outage of a server of our own ------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    initdb = shutil.which("initdb")
-    if initdb is None:
-        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        initdb = str(versions[-1]) if versions else None
-    return Path(initdb).resolve().parent if initdb else None
-
-
-class Cluster:
-    """A throwaway PostgreSQL cluster, started and stopped by ``pg_ctl`` on its own port."""
-
-    def __init__(self, root: Path, bin_dir: Path, port: int) -> None:
-        self.root, self.bin, self.port = root, bin_dir, port
-        self.data = root / "data"
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    def run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            command = ["su", "postgres", "-s", "/bin/sh", "-c", subprocess.list2cmdline(command)]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-    def init(self) -> None:
-        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.root} -c fsync=off"
-        )
-        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "30",
-                 "-o", options, "start")
-
-    def stop(self) -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    bin_dir = _pg_bin()
+    bin_dir = pg_bin()
     if bin_dir is None or not (bin_dir / "pg_ctl").exists():
         pytest.skip("initdb/pg_ctl not installed: cannot run a throwaway PostgreSQL")
     root = Path(tempfile.mkdtemp(prefix="authstate-pg-"))

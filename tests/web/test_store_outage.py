@@ -46,7 +46,8 @@ from authstate.web.middleware import (
     SessionCookie,
 )
 from tests.conftest import fresh_namespace
-from tests.stores.test_sql_postgres import Cluster, cluster  # noqa: F401 (the fixture)
+from tests.stores.postgres_clusters import Cluster
+from tests.stores.test_sql_postgres import cluster  # noqa: F401 (the fixture)
 from tests.support import RedisServer, free_port
 from tests.web.api import BASE, PASSWORD, api_settings
 
