@@ -19,9 +19,9 @@ state (the workers share it). The rows (``apps.py`` has the apps):
 
 Two loads per JWT stack: ``one token`` (the same token on every request: authstate's
 verified-token cache answers after the first) and ``fresh`` (a different token on every
-request, taken in turn from more tokens than that cache holds, by a wrk Lua script:
-every request pays the signature check). The peers cache nothing, so for them the two
-loads should match.
+request, taken in turn by a wrk Lua script from 12 000 per worker, more than each
+worker's cache holds: every request pays the signature check). The peers cache nothing,
+so for them the two loads should match.
 
 Each worker count is one phase: its servers start together, each is checked (200 with
 its token, 401 without; authstate's token is refused once its session is revoked, at the
@@ -68,7 +68,7 @@ sys.path.insert(0, str(HERE))
 import apps  # noqa: E402
 
 REDIS_URL = os.environ.get("AUTHSTATE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-FRESH_TOKENS = 12_000  # more than authstate's verified-token cache (10 000)
+CACHE_SIZE = 10_000  # authstate's verified-token cache, per process
 EMAIL = "bench@example.com"
 PASSWORD = "correct horse battery staple 42"
 LUA = """
@@ -395,14 +395,18 @@ def phase(workers: int, args: argparse.Namespace, keys: dict[str, Any], namespac
         "private_pem": keys["private_pem"], "users_secret": keys["users_secret"],
         "redis": REDIS_URL, "namespace": namespace})}
     began = time.monotonic()
+    # With N workers each sees about 1/N of a cycle, so a token comes back to the same
+    # worker after about count/N others: more than its cache holds, for every request
+    # to be a cache miss.
+    count = args.tokens or int(CACHE_SIZE * 1.2) * workers
     tokens: dict[str, list[str]] = {
-        "floor": floor_tokens(keys, args.tokens),
-        "fastapi_users_rs256": users_tokens(keys, "RS256", args.tokens),
-        "fastapi_users_hs256": users_tokens(keys, "HS256", args.tokens),
+        "floor": floor_tokens(keys, count),
+        "fastapi_users_rs256": users_tokens(keys, "RS256", count),
+        "fastapi_users_hs256": users_tokens(keys, "HS256", count),
     }
-    tokens["authstate"], session_id = asyncio.run(authstate_tokens(namespace, args.tokens))
+    tokens["authstate"], session_id = asyncio.run(authstate_tokens(namespace, count))
     tokens["none"] = tokens["floor"][:1]
-    print(f"[{workers} worker(s)] {args.tokens} tokens per stack minted in "
+    print(f"[{workers} worker(s)] {count} tokens per stack minted in "
           f"{time.monotonic() - began:.0f} s", file=sys.stderr)
     files = {}
     for name, values in tokens.items():
@@ -483,7 +487,8 @@ def report(results: dict[int, dict[str, Any]], args: argparse.Namespace,
           f"pyjwt {version('pyjwt')}, cryptography {version('cryptography')}, "
           f"fastapi-users {version('fastapi-users')}, authstate {version('authstate')}")
     print(f"wrk -t1 -c{args.connections}, {args.rounds} rounds x {args.duration:g} s per row, "
-          f"order rotating; fresh = {args.tokens} tokens in turn; medians over rounds")
+          f"order rotating; fresh = {args.tokens or f'{int(CACHE_SIZE * 1.2)} x workers'} tokens "
+          "in turn; medians over rounds")
     print("authstate settings changed from the defaults: " + "; ".join(changed))
     print("peers' settings changed from their defaults: fastapi-users RS256 row "
           "(algorithm RS256, public_key); the HS256 row is its default")
@@ -515,8 +520,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per row per round")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=FRESH_TOKENS,
-                        help="tokens per stack for the fresh-token rows")
+    parser.add_argument("--tokens", type=int, help="tokens per stack for the fresh-token "
+                        "rows (default 12 000 per worker: each worker's cache sees every "
+                        "token again only after more than it holds)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
