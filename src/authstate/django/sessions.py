@@ -28,10 +28,10 @@ session on its next request, in every process.
   ``StoreUnavailable`` (never an empty session passed off as real, never a lost write
   passed off as saved), and ``SessionMiddleware`` below, listed in ``MIDDLEWARE`` in
   place of Django's, answers it with 503, ``Retry-After`` and a problem detail (as
-  ``AuthstateMiddleware`` answers an authentication outage), without a ``Set-Cookie``:
-  whether the session was read in the view (``process_exception``) or written at the
-  response (``process_response``). Django's own ``SessionMiddleware`` would answer both
-  with a 500, as it gives an engine no other way out.
+  ``AuthstateMiddleware`` answers an authentication outage), without a ``Set-Cookie``,
+  whether the session was read in the view, written at the response or used by a
+  middleware listed after it. Django's own ``SessionMiddleware`` answers them with a
+  500: it gives an engine no other way out.
 - Expiry: authstate's idle and absolute timeouts bound every session; ``set_expiry``
   can shorten it (the expiry Django computes at each save is kept with the data and
   checked at load), not lengthen it past them.
@@ -277,9 +277,9 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
             response: HttpResponse = super().__call__(request)
         except StoreUnavailable:
             return response_for(UNAVAILABLE)
-        if response.status_code == 500 and getattr(
-            getattr(request, "session", None), "outage", None
-        ) is not None:
+        session = getattr(request, "session", None)
+        if response.status_code == 500 and isinstance(session, SessionStore) \
+                and session.outage is not None:
             return response_for(UNAVAILABLE)
         return response
 
