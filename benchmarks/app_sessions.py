@@ -14,8 +14,10 @@ are the session machinery plus the framework, not a load generator.
   ``authstate.web.session_middleware.SessionMiddleware`` on Redis and on PostgreSQL.
 - **Django**: the ``cache`` engine on Redis (``RedisCache``), the ``db`` engine and the
   ``cached_db`` engine on PostgreSQL (its cache on the same Redis), against
-  ``SESSION_ENGINE = "authstate.django.sessions"`` on Redis and on PostgreSQL. authstate
-  reaches its store through the sync portal (one thread hop per store call).
+  ``SESSION_ENGINE = "authstate.django.sessions"`` on Redis and on PostgreSQL, behind
+  authstate's ``SessionMiddleware`` (as the README sets it up: Django's, plus the 503 of
+  an outage). authstate reaches its store through the sync portal (one thread hop per
+  store call).
 - **Flask**: Flask-Session on Redis against ``authstate.flask.ServerSideSessions`` on
   Redis and on PostgreSQL.
 
@@ -237,7 +239,8 @@ def django_variants(args: argparse.Namespace) -> dict[str, Any]:
     }
     variants: dict[str, Any] = {}
     for name, (engine, sync) in engines.items():
-        extra = {} if sync is None else {"AUTHSTATE": sync}
+        extra: dict[str, Any] = {} if sync is None else {
+            "AUTHSTATE": sync, "MIDDLEWARE": ["authstate.django.sessions.SessionMiddleware"]}
         overrides = override_settings(SESSION_ENGINE=engine, **extra)
         overrides.enable()
         variants[name] = WsgiDriver(WSGIHandler())

@@ -1,13 +1,16 @@
 """Support for the Django and Flask session tests (not a test module): an ``AuthState`` on
-each store, opened on a sync portal's loop (where sync code reaches it), and threads that
-meet before they write."""
+each store, opened on a sync portal's loop (where sync code reaches it), one on a
+throwaway redis-server for the outage tests, and threads that meet before they write."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from authstate.clock import FrozenClock
 from authstate.sessions import KIND
@@ -15,6 +18,7 @@ from authstate.state import AuthState
 from authstate.stores import Store, open_store
 from authstate.sync import Portal, SyncAuthState
 from tests.conftest import fresh_namespace, require_service
+from tests.support import RedisServer, free_port
 from tests.web.api import api_settings
 
 
@@ -48,6 +52,34 @@ def sync_state_on(backend: str, clock: FrozenClock, tmp_path: Path) -> Iterator[
     finally:
         portal.call(closing)
         portal.close()
+
+
+@contextlib.contextmanager
+def on_throwaway_redis(clock: FrozenClock, tmp_path: Path) -> Iterator[tuple[RedisServer, SyncAuthState]]:
+    """A redis-server of the test's own that keeps its data on disk (so the test can
+    SIGKILL it and start it again on the same port with the sessions still there), and a
+    ``SyncAuthState`` on it, on its own portal: for the outage tests."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(free_port(), data_dir=tmp_path)
+    server.start()
+    portal = Portal("test-outage")
+
+    async def opening() -> AuthState:
+        store = await open_store(server.url, clock=clock, namespace=fresh_namespace())
+        state = AuthState(api_settings(store=server.url), store, clock=clock)
+        await state.start()
+        return state
+
+    try:
+        state = portal.call(opening)
+        try:
+            yield server, SyncAuthState.wrapping(state, portal)
+        finally:
+            portal.call(state.close)
+    finally:
+        portal.close()
+        server.stop()
 
 
 def count_sessions(sync: SyncAuthState) -> int:

@@ -7,6 +7,7 @@ the data, and revocation from the account page ending the Django session."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib import messages
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.management.commands.clearsessions import (
     Command as ClearSessions,
 )
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 
 from authstate import appsessions
@@ -32,7 +34,14 @@ from authstate.django.sessions import SessionDataTooLarge, SessionStore
 from authstate.errors import AuthenticationFailed, InvalidInput
 from authstate.sync import SyncAuthState
 from tests.conftest import BACKENDS
-from tests.sync_sessions import Together, count_sessions, run_together, sync_state_on
+from tests.support import RedisServer
+from tests.sync_sessions import (
+    Together,
+    count_sessions,
+    on_throwaway_redis,
+    run_together,
+    sync_state_on,
+)
 from tests.web.api import PASSWORD
 
 EMAIL = "dora@example.com"
@@ -72,6 +81,24 @@ def grow(request: HttpRequest) -> HttpResponse:
     return JsonResponse({})
 
 
+def read_then_write(request: HttpRequest) -> HttpResponse:
+    """Reads the session, runs the test's ``test.between`` (killing the store), then
+    writes: the write meets the outage at the response's save."""
+    seen = dict(request.session.items())
+    between = request.META.get("test.between")
+    if callable(between):
+        between()
+    request.session.update(json.loads(request.body))
+    return JsonResponse(seen)
+
+
+def flash(request: HttpRequest) -> HttpResponse:
+    """A message for the next page: the messages' session storage writes it to the
+    session in its middleware's ``process_response``, after the view."""
+    messages.info(request, "saved")
+    return JsonResponse({})
+
+
 def login(request: HttpRequest) -> HttpResponse:
     body = json.loads(request.body)
     try:
@@ -94,7 +121,7 @@ def logout(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("read", read), path("write", write), path("delete/<str:key>", delete),
     path("too-big", too_big), path("grow", grow), path("login", login), path("cycle", cycle),
-    path("logout", logout),
+    path("logout", logout), path("read-then-write", read_then_write), path("flash", flash),
 ]
 
 
@@ -379,3 +406,114 @@ def test_the_engine_shares_the_middlewares_state() -> None:
     with override_settings(AUTHSTATE={"AUTH_URL": "https://auth.example"}), \
             pytest.raises(ConfigurationError):
         engine.sync_state()
+
+
+# -- store outages: 503, never Django's 500 ------------------------------------------------
+
+@pytest.fixture
+def throwaway(clock: FrozenClock, tmp_path: Path) -> Iterator[tuple[RedisServer, SyncAuthState]]:
+    """The engine on a redis-server of the test's own, behind authstate's
+    ``SessionMiddleware`` (in place of Django's, as the README sets it up)."""
+    with on_throwaway_redis(clock, tmp_path) as (server, s), override_settings(
+        AUTHSTATE=s, SESSION_ENGINE="authstate.django.sessions", ROOT_URLCONF=__name__,
+        MIDDLEWARE=["authstate.django.sessions.SessionMiddleware"],
+    ):
+        yield server, s
+
+
+def assert_unavailable(response: Any, server: RedisServer) -> None:
+    """The outage answer: 503, Retry-After, the problem detail, no cookie set or
+    cleared, and nothing of the store's address."""
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"].isdigit() and response["Cache-Control"] == "no-store"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "store_unavailable"
+    assert not response.cookies and "Set-Cookie" not in response
+    assert str(server.port) not in response.content.decode()
+
+
+def test_outage_reading_the_session_is_503_and_the_cookie_works_after(
+    throwaway: tuple[RedisServer, SyncAuthState],
+) -> None:
+    server, sync = throwaway
+    sync.call(lambda state: state.users.create(EMAIL, PASSWORD))
+    client = Client()  # raises what Django turns into a 500: there must be none
+    post(client, "/write", {"cart": ["book"]})
+    cookie = client.cookies["sessionid"].value
+    server.stop()  # SIGKILL
+    assert_unavailable(client.get("/read"), server)  # loaded lazily in the view
+    assert_unavailable(post(client, "/login", {"email": EMAIL, "password": PASSWORD}), server)
+    assert client.cookies["sessionid"].value == cookie
+    server.start()  # the same port, the same data; the app is not restarted
+    assert client.get("/read").json() == {"cart": ["book"]}
+    assert post(client, "/login", {"email": EMAIL, "password": PASSWORD}).status_code == 200
+
+
+def test_outage_saving_the_session_is_503_without_a_cookie(
+    throwaway: tuple[RedisServer, SyncAuthState],
+) -> None:
+    server, sync = throwaway
+    client = Client()
+    post(client, "/write", {"cart": ["book"]})
+    cookie = client.cookies["sessionid"].value
+    # read while the store is up, written after it is gone: the save in process_response
+    response = client.post("/read-then-write", json.dumps({"step": 2}),
+                           content_type="application/json", **{"test.between": server.stop})
+    assert_unavailable(response, server)
+    visitor = Client()
+    assert_unavailable(post(visitor, "/write", {"flash": "hi"}), server)  # create fails
+    assert "sessionid" not in visitor.cookies  # no cookie naming a session never made
+    server.start()
+    assert client.cookies["sessionid"].value == cookie
+    assert client.get("/read").json() == {"cart": ["book"]}  # the lost write was not "saved"
+    assert post(client, "/write", {"step": 2}).json() == {"cart": ["book"], "step": 2}
+    assert post(visitor, "/write", {"flash": "hi"}).status_code == 200
+    assert count_sessions(sync) == 2
+
+
+def test_outage_under_asgi_is_503(throwaway: tuple[RedisServer, SyncAuthState]) -> None:
+    """The same under Django's ASGI handler (``AsyncClient``): the middleware is sync
+    only, and Django runs it, and the engine's blocking portal calls, in a thread."""
+    server, _ = throwaway
+    client = AsyncClient()
+    body = json.dumps({"cart": ["book"]})
+    written = asyncio.run(client.post("/write", body, content_type="application/json"))
+    assert written.status_code == 200
+    server.stop()
+    assert_unavailable(asyncio.run(client.get("/read")), server)
+    assert_unavailable(asyncio.run(client.post("/write", body, content_type="application/json")),
+                       server)
+    server.start()
+    assert asyncio.run(client.get("/read")).json() == {"cart": ["book"]}
+
+
+def test_outage_met_by_a_later_middleware_is_503(
+    throwaway: tuple[RedisServer, SyncAuthState],
+) -> None:
+    """Middlewares listed after the session's that use it, where Django turns an
+    exception into a 500 before it reaches ours: ``CsrfViewMiddleware`` with
+    ``CSRF_USE_SESSIONS`` reads the session before the view (and again in Django's 500
+    handler, so the exception escapes the conversion); the messages' session storage
+    writes it at the response (a 500 that the session's ``outage`` mark turns into the
+    503)."""
+    server, _ = throwaway
+    csrf = ["authstate.django.sessions.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware"]
+    messaging = ["authstate.django.sessions.SessionMiddleware",
+                 "django.contrib.messages.middleware.MessageMiddleware"]
+    with override_settings(MIDDLEWARE=csrf, CSRF_USE_SESSIONS=True):
+        client = Client(raise_request_exception=False)  # Django has logged its 500
+        post(client, "/write", {"cart": ["book"]})
+        server.stop()
+        assert_unavailable(client.get("/read"), server)
+        server.start()
+        assert client.get("/read").json() == {"cart": ["book"]}
+    storage = "django.contrib.messages.storage.session.SessionStorage"
+    with override_settings(MIDDLEWARE=messaging, MESSAGE_STORAGE=storage):
+        client = Client(raise_request_exception=False)
+        post(client, "/write", {"cart": ["book"]})
+        server.stop()
+        assert_unavailable(client.get("/flash"), server)
+        server.start()
+        assert client.get("/flash").status_code == 200
+        assert client.get("/read").json()["cart"] == ["book"]

@@ -12,27 +12,38 @@ from typing import Any
 import pytest
 from flask import Flask, jsonify, request, session
 from flask.typing import ResponseReturnValue
+from werkzeug.test import TestResponse
 
 from authstate import appsessions
 from authstate.clock import FrozenClock
 from authstate.errors import AuthenticationFailed, SessionTooLarge
 from authstate.flask import ServerSideSessions
-from authstate.state import AuthState
-from authstate.stores import open_store
-from authstate.sync import Portal, SyncAuthState
-from tests.conftest import BACKENDS, fresh_namespace
+from authstate.sync import SyncAuthState
+from tests.conftest import BACKENDS
 from tests.support import RedisServer
-from tests.sync_sessions import Together, count_sessions, run_together, sync_state_on
-from tests.web.api import PASSWORD, api_settings
+from tests.sync_sessions import (
+    Together,
+    count_sessions,
+    on_throwaway_redis,
+    run_together,
+    sync_state_on,
+)
+from tests.web.api import PASSWORD
 
 COOKIE = "authstate_session"
 EMAIL = "flo@example.com"
 
 
-def make_app(sync: SyncAuthState, together: Together | None = None) -> Flask:
+def make_app(sync: SyncAuthState, together: Together | None = None, *,
+             init_app: bool = True) -> Flask:
+    """The app; ``init_app=False`` installs the interface alone
+    (``app.session_interface = ...``), without ``init_app``'s error handler."""
     app = Flask(__name__)
     sessions = ServerSideSessions(sync)
-    sessions.init_app(app)
+    if init_app:
+        sessions.init_app(app)
+    else:
+        app.session_interface = sessions
 
     @app.get("/read")
     def read() -> ResponseReturnValue:
@@ -46,6 +57,17 @@ def make_app(sync: SyncAuthState, together: Together | None = None) -> Flask:
         if together is not None and "together" in request.args:
             together.wait()
         return jsonify(dict(session))
+
+    @app.post("/read-then-write")
+    def read_then_write() -> ResponseReturnValue:
+        """Reads, runs the test's ``test.between`` (killing the store), then writes: the
+        write meets the outage at ``save_session``."""
+        seen = dict(session)
+        between = request.environ.get("test.between")
+        if callable(between):
+            between()
+        session.update(request.get_json())
+        return jsonify(seen)
 
     @app.post("/delete/<key>")
     def delete(key: str) -> ResponseReturnValue:
@@ -187,26 +209,53 @@ def test_failed_login_and_logout(sync: SyncAuthState) -> None:
     assert client.get("/read").json == {} and count_sessions(sync) == 0
 
 
-def test_store_outage_is_503(redis_server: RedisServer, clock: FrozenClock) -> None:
-    """A real Redis of the test's own, killed: the session cannot be read, and the
-    request that uses it is a 503 problem with Retry-After, not a 500 or an empty one."""
-    portal = Portal("test-outage")
+def assert_unavailable(response: TestResponse, server: RedisServer) -> None:
+    """The outage answer: 503, Retry-After, the problem detail, no cookie set or
+    cleared, and nothing of the store's address."""
+    assert response.status_code == 503, response.data
+    assert response.headers["Retry-After"].isdigit()
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json is not None and response.json["code"] == "store_unavailable"
+    assert "Set-Cookie" not in response.headers
+    assert str(server.port) not in response.get_data(as_text=True)
 
-    async def opening() -> AuthState:
-        store = await open_store(redis_server.url, clock=clock, namespace=fresh_namespace())
-        state = AuthState(api_settings(store=redis_server.url), store, clock=clock)
-        await state.start()
-        return state
 
-    state = portal.call(opening)
-    try:
-        client = make_app(SyncAuthState.wrapping(state, portal)).test_client()
+@pytest.mark.parametrize("init_app", [True, False], ids=["init_app", "session_interface"])
+def test_store_outage_reading_is_503_and_the_cookie_works_after(
+    init_app: bool, clock: FrozenClock, tmp_path: Path,
+) -> None:
+    """A real Redis of the test's own, SIGKILLed: the session cannot be read, and the
+    request that uses it is a 503 problem with Retry-After, not a 500 or an empty one
+    (without ``init_app``, Flask's 500 for it becomes the 503 at ``save_session``).
+    Started again on the same port, the same cookie works, without a new app."""
+    with on_throwaway_redis(clock, tmp_path) as (server, sync):
+        client = make_app(sync, init_app=init_app).test_client()
         client.post("/write", json={"cart": ["book"]})
-        redis_server.stop()
-        response = client.get("/read")
-        assert response.status_code == 503 and response.headers["Retry-After"]
-        assert response.json is not None and response.json["code"] == "store_unavailable"
-        assert "Set-Cookie" not in response.headers
-    finally:
-        portal.call(state.close)
-        portal.close()
+        cookie = client.get_cookie(COOKIE)
+        assert cookie is not None
+        server.stop()
+        assert_unavailable(client.get("/read"), server)
+        assert_unavailable(client.post("/write", json={"step": 2}), server)
+        server.start()
+        assert client.get_cookie(COOKIE) == cookie
+        assert client.get("/read").json == {"cart": ["book"]}
+
+
+def test_store_outage_saving_is_503_without_a_cookie(clock: FrozenClock, tmp_path: Path) -> None:
+    """Read while the store is up, written after it is gone (``save_session``): the 503,
+    not the app's answer with the write lost; a visitor's first write creates nothing
+    and sets no cookie."""
+    with on_throwaway_redis(clock, tmp_path) as (server, sync):
+        client = make_app(sync).test_client()
+        client.post("/write", json={"cart": ["book"]})
+        response = client.post("/read-then-write", json={"step": 2},
+                               environ_overrides={"test.between": server.stop})
+        assert_unavailable(response, server)
+        visitor = make_app(sync).test_client()
+        assert_unavailable(visitor.post("/write", json={"flash": "hi"}), server)
+        assert visitor.get_cookie(COOKIE) is None
+        server.start()
+        assert client.get("/read").json == {"cart": ["book"]}  # the lost write was not "saved"
+        assert client.post("/write", json={"step": 2}).json == {"cart": ["book"], "step": 2}
+        assert visitor.post("/write", json={"flash": "hi"}).status_code == 200
+        assert count_sessions(sync) == 2

@@ -8,7 +8,8 @@
 - ``authstate.django.drf``: ``AuthstateAuthentication`` and ``HasScopes`` /
   ``require_scopes(...)`` for DRF.
 - ``authstate.django.sessions``: a session engine (``SESSION_ENGINE``) on authstate's
-  store, sharing the middleware's ``AuthState`` (``settings.AUTHSTATE["SETTINGS"]``).
+  store, sharing the middleware's ``AuthState`` (``settings.AUTHSTATE["SETTINGS"]``), and
+  its ``SessionMiddleware`` (in place of Django's: a store outage answers 503).
 
 Settings come from ``settings.AUTHSTATE`` (the keys of
 ``authstate.wsgi.RequestAuthenticator.from_config``). Modules are imported by their

@@ -1,4 +1,8 @@
-"""A Django session engine on authstate's store: ``SESSION_ENGINE = "authstate.django.sessions"``.
+"""A Django session engine on authstate's store::
+
+    SESSION_ENGINE = "authstate.django.sessions"
+    MIDDLEWARE = [..., "authstate.django.sessions.SessionMiddleware", ...]  # in place of
+    # django.contrib.sessions.middleware.SessionMiddleware: an outage answers 503, not 500
 
 Django's ``SessionBase`` contract (``exists``, ``create``, ``save(must_create)``,
 ``delete``, ``load``, ``cycle_key``, ``flush``, ``clear_expired``) over authstate's
@@ -20,10 +24,14 @@ session on its next request, in every process.
   capped at ``appsessions.MAX_BYTES`` (``SessionDataTooLarge`` from the assignment, or
   from the response's save when concurrent writers together go past it: a
   ``SuspiciousOperation``, so Django answers 400, not 500).
-- A store outage raises ``StoreUnavailable`` (never an empty session passed off as
-  real); Django answers it with its own 500 unless the app maps it (a view-time one can
-  be turned into a 503 by a ``process_exception`` hook; one during the response's save
-  cannot: Django's session middleware gives it nowhere else to go).
+- Outages fail closed with 503: a store that cannot be read or written raises
+  ``StoreUnavailable`` (never an empty session passed off as real, never a lost write
+  passed off as saved), and ``SessionMiddleware`` below, listed in ``MIDDLEWARE`` in
+  place of Django's, answers it with 503, ``Retry-After`` and a problem detail (as
+  ``AuthstateMiddleware`` answers an authentication outage), without a ``Set-Cookie``,
+  whether the session was read in the view, written at the response or used by a
+  middleware listed after it. Django's own ``SessionMiddleware`` answers them with a
+  500: it gives an engine no other way out.
 - Expiry: authstate's idle and absolute timeouts bound every session; ``set_expiry``
   can shorten it (the expiry Django computes at each save is kept with the data and
   checked at load), not lengthen it past them.
@@ -39,8 +47,8 @@ session on its next request, in every process.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from authstate.extras import require
 
@@ -48,17 +56,24 @@ require("django")
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from authstate import appsessions
-from authstate.django.auth import authenticator
-from authstate.errors import ConfigurationError, InvalidInput, SessionTooLarge
+from authstate.django.auth import authenticator, response_for
+from authstate.errors import ConfigurationError, InvalidInput, SessionTooLarge, StoreUnavailable
 from authstate.sessions import ID_BYTES, Session, valid_id
 from authstate.state import AuthState, LoginResult
 from authstate.sync import SyncAuthState
+from authstate.web.statuses import RETRY_AFTER
+from authstate.wsgi import UNAVAILABLE_DETAIL, Refusal
 
-__all__ = ["SessionDataTooLarge", "SessionStore", "login", "logout", "sync_state"]
+__all__ = [
+    "SessionDataTooLarge", "SessionMiddleware", "SessionStore", "login", "logout", "sync_state",
+]
+
+T = TypeVar("T")
 
 
 def sync_state() -> SyncAuthState:
@@ -91,6 +106,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
 
     def __init__(self, session_key: str | None = None) -> None:
         self._sync = sync_state()
+        self.outage: StoreUnavailable | None = None  # what a store call of this request met
         self._loaded: Session | None = None
         self._snapshot: dict[str, str] = {}
         super().__init__(session_key)
@@ -145,7 +161,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         except SessionTooLarge as error:
             raise SessionDataTooLarge(error.message) from error
         data[appsessions.EXPIRES] = self._expires_at()
-        session_id, session = self._sync.run(
+        session_id, session = self._run(
             lambda state: state.sessions.create(None, data=data)
         )
         self._session_key, self._loaded = session_id, session
@@ -166,7 +182,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         changed = appsessions.changes(self._snapshot, values)
         changed[appsessions.EXPIRES] = self._expires_at()
         try:
-            updated = self._sync.run(lambda state: state.sessions.update(key, changed))
+            updated = self._run(lambda state: state.sessions.update(key, changed))
         except InvalidInput as error:  # over the cap once merged (concurrent writers)
             raise SessionDataTooLarge(error.message) from error
         if updated is None:
@@ -178,7 +194,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         key = session_key if session_key is not None else self.session_key
         if key is None:
             return
-        self._sync.run(lambda state: state.logout(session_id=key))
+        self._run(lambda state: state.logout(session_id=key))
         if key == self._session_key:
             self._loaded = None
 
@@ -187,7 +203,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         so the data, the device entry and the user stay; the old ID is dead."""
         data = self._get_session()
         key = self.session_key
-        rotated = (self._sync.run(lambda state: state.sessions.rotate(key))
+        rotated = (self._run(lambda state: state.sessions.rotate(key))
                    if key is not None and self._loaded is not None else None)
         if rotated is None:
             self._session_cache = data
@@ -213,15 +229,65 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         # a hot session is in this process's bus-invalidated copy: no hop to the loop
         session = self._sync.state.sessions.lookup_cached(key)
         if session is None:
-            session = self._sync.run(lambda state: state.sessions.lookup(key))
+            session = self._run(lambda state: state.sessions.lookup(key))
         if session is None or appsessions.expired(session, self._sync.state.clock.now()):
             return None
         return session
+
+    def _run(self, work: Callable[[AuthState], Awaitable[T]]) -> T:
+        """``work`` on the store, an outage noted on the session (``outage``) before it is
+        raised, for ``SessionMiddleware`` to find when Django has already turned the
+        exception into a 500 (raised in another middleware)."""
+        try:
+            return self._sync.run(work)
+        except StoreUnavailable as error:
+            self.outage = error
+            raise
 
     def _expires_at(self) -> float:
         """When Django says this session expires (``get_expiry_age``), on authstate's
         clock; authstate's own timeouts may end it sooner."""
         return self._sync.state.clock.now() + float(self.get_expiry_age())
+
+
+UNAVAILABLE = Refusal(503, StoreUnavailable.code, UNAVAILABLE_DETAIL,
+                      (("Retry-After", str(RETRY_AFTER)),))
+
+
+class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]
+    """Django's ``SessionMiddleware`` that answers a store outage with 503: list
+    ``"authstate.django.sessions.SessionMiddleware"`` in ``MIDDLEWARE`` where Django's
+    was. The answer is ``UNAVAILABLE`` (a problem detail with ``Retry-After``), never the
+    app's response with its session write lost, and it sets no cookie (the visitor's
+    session outlives the outage; a new one that could not be created is not named).
+
+    - read in the view (or its template): Django hands the exception to
+      ``process_exception``;
+    - written at the response: ``save`` raises inside ``process_response``, before the
+      cookie is set, and ``__call__`` catches it (as it catches one that Django's own
+      conversion to a 500 raised again, e.g. a 500 handler reading the session);
+    - read or written by a middleware listed after this one (``CsrfViewMiddleware``
+      with ``CSRF_USE_SESSIONS``, the messages' session storage): Django has turned the
+      exception into a 500 (and logged it) before it gets here; the session's
+      ``outage`` marks that 500 as the store's, and it becomes the 503.
+
+    Sync only (Django adapts it under ASGI): the engine blocks on the portal anyway."""
+
+    sync_capable, async_capable = True, False
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            response: HttpResponse = super().__call__(request)
+        except StoreUnavailable:
+            return response_for(UNAVAILABLE)
+        session = getattr(request, "session", None)
+        if response.status_code == 500 and isinstance(session, SessionStore) \
+                and session.outage is not None:
+            return response_for(UNAVAILABLE)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return response_for(UNAVAILABLE) if isinstance(exception, StoreUnavailable) else None
 
 
 def login(request: HttpRequest, email: str, password: str) -> LoginResult:

@@ -25,9 +25,11 @@ sessions list``) and ends everywhere at once when revoked there.
 - Limits: ``SessionTooLarge`` from the assignment past ``appsessions.MAX_BYTES``;
   ``InvalidInput`` for a value that is not JSON or a reserved key. If concurrent writers
   together go past the cap, the response becomes a 422 problem and nothing is written.
-- Outages fail closed: a store that cannot be read makes every use of ``session`` raise
-  ``StoreUnavailable`` (``init_app`` answers it with 503 and ``Retry-After``); one that
-  cannot be written turns the response into that 503.
+- Outages fail closed with 503, ``Retry-After`` and a problem detail, and no
+  ``Set-Cookie``: a store that cannot be read makes every use of ``session`` raise
+  ``StoreUnavailable`` (``init_app``'s handler answers it; without ``init_app``, Flask's
+  500 for it becomes the 503 when the session is saved); one that cannot be written
+  turns the response into that 503.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from authstate.sessions import Session, valid_id
 from authstate.state import AuthState, LoginResult
 from authstate.sync import SyncAuthState
 from authstate.web.statuses import PROBLEM_JSON, RETRY_AFTER, problem_document, status_for
+from authstate.wsgi import UNAVAILABLE_DETAIL
 
 __all__ = ["ServerSideSession", "ServerSideSessions"]
 
@@ -173,7 +176,11 @@ class ServerSideSessions(SessionInterface):
         return ServerSideSession(session_id, loaded)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, ServerSideSession) or isinstance(session, UnavailableSession):
+        if isinstance(session, UnavailableSession):
+            if response.status_code == 500:  # StoreUnavailable with no handler (no init_app)
+                _refuse(response, StoreUnavailable())
+            return
+        if not isinstance(session, ServerSideSession):
             return
         try:
             self._save(session, response)
@@ -252,9 +259,11 @@ def _client() -> tuple[str | None, str | None]:
 def _problem(error: SessionTooLarge | StoreUnavailable) -> tuple[int, dict[str, str], str]:
     status = status_for(error)
     headers = {"Content-Type": PROBLEM_JSON, "Cache-Control": "no-store"}
+    detail = error.message
     if status == 503:
         headers["Retry-After"] = str(RETRY_AFTER)
-    return status, headers, json.dumps(problem_document(status, error.code, error.message))
+        detail = UNAVAILABLE_DETAIL  # as every adapter; the store's message names its address
+    return status, headers, json.dumps(problem_document(status, error.code, detail))
 
 
 def _refuse(response: Response, error: SessionTooLarge | StoreUnavailable) -> None:
@@ -262,6 +271,7 @@ def _refuse(response: Response, error: SessionTooLarge | StoreUnavailable) -> No
     write is never passed off as saved)."""
     status, headers, body = _problem(error)
     response.status_code = status
+    response.headers.clear()  # nothing of the app's answer: no Location, no cookie of its own
     response.set_data(body)
     for name, value in headers.items():
         response.headers[name] = value
