@@ -418,5 +418,67 @@ async def test_lazy_outage_is_503_only_where_the_session_is_loaded(
                 assert response.headers["retry-after"] and "set-cookie" not in response.headers
             # a route that never touches the session needs no store, cookie or not
             assert (await client.get("/nothing")).status_code == 200
+            cookie = client.cookies[COOKIE]
+        # a WebSocket whose load meets the outage is closed with 1013 (try again later)
+        sent = await websocket_exchange(websocket_app(state), cookie)
+        assert sent == [{"type": "websocket.accept", "subprotocol": None, "headers": []},
+                        {"type": "websocket.close", "code": 1013}]
     finally:
         await state.close()
+
+
+async def websocket_exchange(app: Any, cookie: str | None,
+                             query: bytes = b"") -> list[dict[str, Any]]:
+    """One WebSocket connection to ``app``, driven as an ASGI server drives it: connect,
+    collect what the app sends until it closes, then disconnect."""
+    headers = [(b"host", b"testserver")]
+    if cookie is not None:
+        headers.append((b"cookie", f"{COOKIE}={cookie}".encode()))
+    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws",
+             "path": "/ws", "raw_path": b"/ws", "query_string": query, "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+             "subprotocols": []}
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return await inbox.get()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "websocket.close":
+            await inbox.put({"type": "websocket.disconnect", "code": message.get("code", 1000)})
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return sent
+
+
+def websocket_app(state: AuthState) -> Starlette:
+    """A WebSocket that sends its session (``?x`` : one that never touches it)."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if websocket.query_params.get("x") is None:
+            session = await load_session(websocket)
+            await websocket.send_json(dict(session))
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", handler)])
+    app.add_middleware(SessionMiddleware, state=state, autoload=False)
+    return app
+
+
+async def test_websockets_load_lazily_too(state: AuthState, counts: Counts) -> None:
+    async with client_for(app_for(state)) as client:
+        await client.post("/write", json={"a": 1})
+        cookie = client.cookies[COOKIE]
+    counts.reset()
+    sent = await websocket_exchange(websocket_app(state), cookie)
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert sent[1]["text"] == '{"a":1}' and counts.reads == 1
+    sent = await websocket_exchange(websocket_app(state), cookie, b"x=1")
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert counts.reads == 1  # never touched: never read

@@ -66,7 +66,9 @@ user's devices and ends everywhere at once when revoked; the cookie is authstate
   concurrent writers together go over the cap, the response becomes a 422 problem
   (``session_too_large``) and nothing is written.
 - **Outages** fail closed: a store that cannot be read or written answers 503 with
-  ``Retry-After`` (never an empty session, never a lost write passed off as saved).
+  ``Retry-After`` (never an empty session, never a lost write passed off as saved), and
+  closes a WebSocket with 1013. On a lazy path that is only the requests that load or
+  write the session; the others are served.
 """
 
 from __future__ import annotations
@@ -438,7 +440,7 @@ class SessionMiddleware:
 
     async def _run(self, scope: Scope, receive: Receive, send: Send, session: AppSession) -> None:
         if scope["type"] == "websocket":
-            await self.app(scope, receive, send)
+            await self._run_websocket(scope, receive, send)
             return
         started = False
 
@@ -457,6 +459,23 @@ class SessionMiddleware:
             if started:
                 raise
             await _refuse(scope, send, error)
+
+    async def _run_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket whose app's ``load`` meets an outage is closed with 1013 (try
+        again later), as one refused before the app ran; unless it is closed already."""
+        closed = False
+
+        async def watch_close(message: Message) -> None:
+            nonlocal closed
+            closed = closed or message["type"] == "websocket.close"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_close)
+        except StoreUnavailable as error:
+            if closed:
+                raise
+            await unavailable(scope, send, error.code)
 
     def _session(self, scope: Scope) -> AppSession:
         """The request's session, not read yet: none without the cookie, else the one
