@@ -20,6 +20,10 @@ it can be (``SessionTooLarge`` from the assignment itself in the ASGI mapping) a
 always by the store's merge at write-back (``SessionTooLarge`` then too, nothing
 written), so concurrent writers cannot together push a session past it.
 
+**Writes without a read.** Because the merge is per key and done by the store, a
+request that only sets keys need not read the session first (``save_unread``): lazy
+loading in the ASGI middleware uses this, so a write-only route costs one store write.
+
 **Anonymous visitors** get a session (``SessionManager.create(None)``) only when the app
 first writes to theirs: a request that writes nothing costs no store write. An anonymous
 session emptied by the app is deleted, and its cookie cleared, as Starlette does.
@@ -126,12 +130,7 @@ async def save(
     if session_id is not None and loaded is not None:
         if not changed:
             return Saved(session_id, loaded, "keep")
-        try:
-            updated = await sessions.update(session_id, changed)
-        except SessionTooLarge:
-            raise
-        except InvalidInput as error:  # the merge went over the cap
-            raise SessionTooLarge(error.message) from error
+        updated = await _merge(sessions, session_id, changed)
         if updated is None:
             if not loaded.anonymous:
                 return Saved(None, None, "clear")
@@ -147,6 +146,48 @@ async def save(
     check_size(kept)
     new_id, created = await sessions.create(None, ip=ip, user_agent=user_agent, data=kept)
     return Saved(new_id, created, "set")
+
+
+async def save_unread(
+    sessions: SessionManager,
+    session_id: str,
+    changed: Mapping[str, Any],
+    *,
+    now: float,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> Saved:
+    """Write keys set on a session that was never read (a write-only request under lazy
+    loading): the merge rule needs no read, since ``Store.merge`` applies the changed keys
+    to whatever is stored, atomically. So a write-only request costs one store write and
+    no read.
+
+    What a read would have told ``save`` comes back from the merge: the session as
+    stored, or None when the cookie's session is gone (expired, revoked, never existed).
+    Gone, the cookie is treated as if it had been found dead at the start of the
+    request, as ``save`` treats ``loaded=None``: the set keys start a new anonymous
+    session (a revoked user's session stays ended: the new one logs no one in), and
+    deletions alone change nothing."""
+    updated = await _merge(sessions, session_id, dict(changed))
+    if updated is not None and (updated.expires_at <= now or expired(updated, now)):
+        updated = None  # dead to every reader: the write landed nowhere anyone can see
+    if updated is None:
+        return await save(sessions, session_id, None, changed, dict(changed),
+                          ip=ip, user_agent=user_agent)
+    if updated.anonymous and not any(k not in RESERVED for k in updated.data):
+        await sessions.revoke(session_id, reason="emptied")
+        return Saved(None, None, "clear")
+    return Saved(session_id, updated, "keep")
+
+
+async def _merge(sessions: SessionManager, session_id: str, changed: JSON) -> Session | None:
+    """``SessionManager.update`` with the cap's ``InvalidInput`` as ``SessionTooLarge``."""
+    try:
+        return await sessions.update(session_id, changed)
+    except SessionTooLarge:
+        raise
+    except InvalidInput as error:  # the merge went over the cap
+        raise SessionTooLarge(error.message) from error
 
 
 def expired(session: Session, now: float) -> bool:

@@ -16,6 +16,7 @@ The web layer maps ``code`` to an HTTP answer in one table (``web/problems.py``)
     ├── UpstreamUnavailable           upstream_unavailable
     ├── CSRFFailed                    csrf_failed
     ├── SessionNotFound               session_not_found
+    ├── SessionNotLoaded              session_not_loaded   (a bug in the app: load first)
     ├── InvalidToken                  invalid_token
     │   ├── MalformedToken            malformed_token
     │   ├── TokenTooLarge             token_too_large
@@ -144,6 +145,14 @@ class SessionNotFound(AuthstateError):
     """No such session (unknown, expired, revoked or malformed: deliberately the same)."""
 
     code = "session_not_found"
+
+
+class SessionNotLoaded(AuthstateError):
+    """The app read ``request.session`` before loading it: call ``await
+    request.session.load()`` (or ``await load_session(request)``) first, or list this
+    path in ``SessionMiddleware(autoload=...)``."""
+
+    code = "session_not_loaded"
 
 
 class InvalidToken(AuthstateError):
