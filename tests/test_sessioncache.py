@@ -223,3 +223,39 @@ async def test_sqlite_has_no_bus_so_nothing_is_cached(tmp_path: Path, clock: Fro
         await a.close()
 
 
+
+
+@BUSES
+async def test_this_process_keeps_what_its_own_write_left(pair: Pair) -> None:
+    """After a write here, the next request here needs no read (the app-session case: a
+    view that writes, then one that reads), and its own event echoed back by the bus does
+    not drop that; another process still drops its copy through the event."""
+    a, b = pair.a, pair.b
+    session_id = await logged_in(a)
+    cache = a.sessions.cache
+    assert cache is not None
+    await b.sessions.lookup(session_id)
+    seen = b.revocation.events
+    await a.sessions.update(session_id, {"n": 1})
+    hits = cache.hits
+    here = await a.sessions.lookup(session_id)
+    assert here is not None and here.data["n"] == 1 and cache.hits == hits + 1
+    await until(lambda: b.revocation.events > seen)
+    assert len(b.sessions.cache or ()) == 0, "the other process dropped its copy"
+    await asyncio.sleep(0.05)  # a's own event comes back over the bus: it is skipped
+    assert (await a.sessions.lookup(session_id)) is not None and cache.hits == hits + 2
+
+
+@BUSES
+async def test_a_change_from_elsewhere_during_a_write_keeps_nothing(pair: Pair) -> None:
+    """The write's result could miss a change that landed meanwhile: not kept."""
+    a = pair.a
+    session_id = await logged_in(a)
+    cache = a.sessions.cache
+    assert cache is not None
+    writing = asyncio.create_task(a.sessions.update(session_id, {"n": 1}))
+    await asyncio.sleep(0)  # the merge is sent and waits for the store's answer
+    assert not writing.done()
+    a.revocation.bus_event({"t": "sess", "key": "0" * 64})  # another session's event
+    await writing
+    assert len(cache) == 0

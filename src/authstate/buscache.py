@@ -88,7 +88,7 @@ class BusCache(Generic[V]):
 
     def keep(self, key: str, value: V, epoch: Epoch, *, at: float | None = None) -> None:
         """Store what a read found, unless an event or a resync came in meanwhile."""
-        if self.epoch() != epoch or not self.revocation.local:
+        if self.epoch() != epoch or not self.usable:  # usable: a resync since empties it
             return
         if len(self._entries) >= self.size:
             self._entries.pop(next(iter(self._entries)), None)

@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import heapq
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -126,6 +127,9 @@ class Revocations:
         self._key_syncs: set[asyncio.Task[object]] = set()
         self.resyncs = 0
         self.events = 0
+        # tags what this instance publishes, so it skips its own events when the bus
+        # delivers them back (they were applied here before publishing)
+        self.origin = secrets.token_hex(8)
         self._deny: dict[str, float] = {}
         self._sids: dict[str, float] = {}
         self._versions: dict[str, tuple[int, float]] = {}
@@ -183,6 +187,8 @@ class Revocations:
 
     def bus_event(self, event: JSON) -> None:
         self.events += 1
+        if event.get("o") == self.origin:
+            return  # applied when it was announced; applying it again would only cost
         sent = event.get("at")
         if self.on_lag is not None and isinstance(sent, int | float):
             self.on_lag(self.clock.now() - sent)
@@ -303,7 +309,7 @@ class Revocations:
         if self.bus is None:
             return
         try:
-            await self.bus.publish({**event, "at": self.clock.now()})
+            await self.bus.publish({**event, "at": self.clock.now(), "o": self.origin})
         except BusUnavailable as error:
             logger.error("revocation event %s not published: %s", event["t"], error)
 

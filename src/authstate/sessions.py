@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from authstate.buscache import BusCache
+from authstate.buscache import BusCache, Epoch
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, StoreUnavailable
 from authstate.outage import OutageLog
@@ -155,7 +155,7 @@ class SessionCache(BusCache[Session]):
             return None
         return session
 
-    def keep_session(self, key: str, session: Session, epoch: tuple[int, int]) -> None:
+    def keep_session(self, key: str, session: Session, epoch: Epoch) -> None:
         if isinstance(session.data, dict):
             session = session._replace(data=MappingProxyType(session.data))
         self.keep(key, session, epoch)
@@ -163,6 +163,13 @@ class SessionCache(BusCache[Session]):
     async def changed(self, key: str) -> None:
         """Drop ``key`` here at once and in every process through the bus."""
         await self.revocation.announce_session_changed(key)
+
+    def keep_own_write(self, key: str, session: Session, before: Epoch) -> None:
+        """Keep what this process's own write left (``before``: the epoch taken before
+        it), when the only change since was that write's own announcement: a change
+        from elsewhere in between could be missing from ``session``, so then nothing is
+        kept. One that lands after is dropped by its event, like any entry."""
+        self.keep_session(key, session, (before[0] + 1, before[1]))
 
 
 class SessionManager:
@@ -315,14 +322,19 @@ class SessionManager:
         if not valid_id(session_id):
             return None
         key = digest(session_id)
+        cache = self.cache
+        before = cache.epoch() if cache is not None else None
         if replace:
             record = await self.store.patch(KIND, key, {"data": data})
         else:
             record = await self.store.merge(KIND, key, "data", data, max_bytes=DATA_MAX_BYTES)
         if record is None:
             return None
+        session = Session.from_record(record)
         await self._changed(key)
-        return Session.from_record(record)
+        if cache is not None and before is not None:  # the next request here needs no read
+            cache.keep_own_write(key, session, before)
+        return session
 
     async def revoke(self, session_id: str, *, reason: str = "user") -> Session | None:
         """End one session by its ID."""
