@@ -35,6 +35,9 @@ Index TTLs are extended after a patch moves a record's expiry (the owner is know
 then); if that second step fails the caller sees ``StoreUnavailable`` and the next touch
 extends it again. Counters, patch, delete and create were single-key already; merge is a
 snapshot and a compare-and-set on its one key (no ``WATCH``: see ``merge``).
+
+Reads (``get``, the per-request session read) are gathered per event-loop turn by
+``RedisStore.get`` as on one server; here they travel as one pipeline per node (``_fetch``).
 """
 
 from __future__ import annotations
