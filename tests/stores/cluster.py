@@ -199,6 +199,13 @@ class RedisClusterNodes:
     def kill(self, port: int) -> None:
         self._procs.kill(port)
 
+    def pause(self, port: int) -> None:
+        """SIGSTOP the node at ``port`` (a paused replica cannot be promoted)."""
+        os.kill(self._procs.procs[port].pid, signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        os.kill(self._procs.procs[port].pid, signal.SIGCONT)
+
     def wait_failover(self, dead: int) -> None:
         """Bounded wait until the slots of the killed primary ``dead`` are served again."""
         _wait(self._serves_all_slots, FAILOVER_TIMEOUT, f"failover of 127.0.0.1:{dead}")

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from redis.exceptions import ResponseError
 
 from authstate.bus.redis_cluster import RedisClusterBus
 from authstate.clock import FrozenClock
 from authstate.errors import InvalidStoreURL, StoreUnavailable
 from authstate.sessions import digest
 from authstate.stores import open_store
+from authstate.stores.base import Record
 from authstate.stores.redis_cluster import RedisClusterStore
 from authstate.stores.redis_urls import parse
 from tests.conftest import fresh_namespace, require_redis_server, require_service
@@ -91,6 +93,73 @@ async def test_records_spread_over_every_shard(redis_cluster: RedisClusterNodes)
         assert [r.key for r in await store.list_by_user("session", "u1")] == sorted(
             f"k{i}" for i in range(60) if i % 7 == 1
         )
+    finally:
+        await store.drop_namespace()
+        await store.close()
+
+
+def _node_of(store: RedisClusterStore, key: str) -> str:
+    node = store._cluster.get_node_from_key(store._prefix("session") + key)
+    assert node is not None
+    return node.name
+
+
+async def test_reads_of_one_turn_are_answered_per_node_across_slots(
+    redis_cluster: RedisClusterNodes, clock: FrozenClock
+) -> None:
+    """Reads issued in one event-loop turn travel as one batch per node (one connection
+    each) and each reader gets its own key's answer: live, absent, expired by the
+    store's clock, and a wrong type (that key's error only)."""
+    store = await open_store(redis_cluster.url, clock=clock, namespace=fresh_namespace())
+    assert isinstance(store, RedisClusterStore)
+    try:
+        keys = [f"k{i}" for i in range(90)]
+        for i, key in enumerate(keys):
+            await store.put("session", key, {"i": i}, expires_at=clock.now() + 60,
+                            user_id=f"u{i % 5}")
+        await store.put("session", "old", {"i": -1}, expires_at=clock.now() + 5)
+        await store._cluster.set(store._prefix("session") + "wrong", "not a hash")
+        assert len({_node_of(store, k) for k in keys}) == 3
+        clock.advance(10)  # "old" has expired by the store's clock, not yet in Redis
+        fresh = await open_store(redis_cluster.url, clock=clock, namespace=store._ns)
+        assert isinstance(fresh, RedisClusterStore)
+        try:
+            asked = [*keys, "absent1", "old", "wrong", "absent2"]
+            answers = await asyncio.gather(
+                *(fresh.get("session", k) for k in asked), return_exceptions=True
+            )
+            # ping at open used one connection per primary; 94 concurrent reads added none
+            assert [len(n._connections) for n in fresh._cluster.get_primaries()] == [1, 1, 1]
+        finally:
+            await fresh.close()
+        *found, absent1, old, wrong, absent2 = answers
+        assert [r.value["i"] for r in found if isinstance(r, Record)] == list(range(90))
+        assert [r.key for r in found if isinstance(r, Record)] == keys
+        assert (absent1, old, absent2) == (None, None, None)
+        assert isinstance(wrong, ResponseError) and "WRONGTYPE" in str(wrong)
+    finally:
+        await store.drop_namespace()
+        await store.close()
+
+
+async def test_a_stale_slot_map_is_followed_and_healed(redis_cluster: RedisClusterNodes) -> None:
+    """A batch sent by a slot map gone stale (as after a resharding) gets MOVED for the
+    moved slots: those reads are answered through the client's redirect, and the map is
+    corrected for the next batch."""
+    store = await open_store(redis_cluster.url, namespace=fresh_namespace())
+    assert isinstance(store, RedisClusterStore)
+    try:
+        keys = [f"k{i}" for i in range(30)]
+        for i, key in enumerate(keys):
+            await store.put("session", key, {"i": i})
+        slots = store._cluster.nodes_manager.slots_cache
+        moved = store._cluster.keyslot(store._prefix("session") + keys[0])
+        owner = slots[moved]
+        elsewhere = next(n for n in store._cluster.get_primaries() if n.name != owner[0].name)
+        slots[moved] = [elsewhere]  # the map now sends keys[0]'s slot to a wrong node
+        records = await asyncio.gather(*(store.get("session", k) for k in keys))
+        assert [r.value["i"] for r in records if r is not None] == list(range(30))
+        assert slots[moved][0].name == owner[0].name
     finally:
         await store.drop_namespace()
         await store.close()
@@ -219,3 +288,54 @@ async def _publish_until_ok(bus: RedisClusterBus) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_a_batch_racing_a_primary_kill_fails_closed_per_node_then_recovers(
+    own_cluster: RedisClusterNodes,
+) -> None:
+    """Reads of one turn sent after a primary died and before its replica is promoted
+    (the replica is paused meanwhile, so no timing decides it): the dead node's readers
+    get ``StoreUnavailable``, never "absent"; the other nodes' readers in the same turn
+    get their records. Once the replica runs again and takes over, the same store object
+    answers every read again, with no restart."""
+    cluster = own_cluster
+    store = await open_store(cluster.url, namespace=fresh_namespace())
+    assert isinstance(store, RedisClusterStore)
+    try:
+        keys = [f"k{i}" for i in range(60)]
+        for i, key in enumerate(keys):
+            await store.put("session", key, {"i": i}, user_id=f"u{i % 5}")
+        for port in cluster.primary_ports():
+            cluster.wait_replicated(port)
+        victim = int(store._cluster.get_node_from_key(  # type: ignore[union-attr]
+            store._prefix("session") + keys[0]).port)
+        on_victim = {k for k in keys if _node_of(store, k).endswith(f":{victim}")}
+        assert on_victim and len(on_victim) < len(keys)
+
+        (replica,) = cluster.replicas_of(victim)
+        cluster.pause(replica)
+        cluster.kill(victim)
+        answers = await asyncio.gather(
+            *(store.get("session", k) for k in keys), return_exceptions=True
+        )
+        for key, answer in zip(keys, answers, strict=True):
+            if key in on_victim:
+                assert isinstance(answer, StoreUnavailable), (key, answer)
+                assert cluster.password not in str(answer)
+            else:
+                assert isinstance(answer, Record) and answer.key == key, (key, answer)
+
+        cluster.resume(replica)
+        await asyncio.to_thread(cluster.wait_failover, victim)
+
+        async def every_read() -> list[Record | None]:
+            return await asyncio.gather(*(store.get("session", k) for k in keys))
+
+        records = await _until_ok(every_read)
+        assert [r.value["i"] for r in records if r is not None] == list(range(len(keys)))
+        again = await every_read()  # and the batch path routes by the healed map
+        assert [r.key for r in again if r is not None] == keys
+    finally:
+        await store.close()
+

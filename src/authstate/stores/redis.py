@@ -396,6 +396,19 @@ def glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
+Read = tuple[str, asyncio.Future[Any]]  # a record's Redis key, and its reader's answer
+
+
+def settle(future: asyncio.Future[Any], reply: Any) -> None:
+    """Answer a reader, unless its request was cancelled meanwhile."""
+    if future.done():
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
+
+
 class RedisStore:
     """The ``Store`` protocol on one Redis server, through one connection pool."""
 
@@ -415,8 +428,6 @@ class RedisStore:
         # come, they are the record's JSON.
         client.connection_pool.connection_kwargs["protocol"] = 2
         self._pool = client.connection_pool
-        self._reads: list[tuple[str, asyncio.Future[Any]]] = []
-        self._fetches: set[asyncio.Task[None]] = set()
         self._setup(client, url=url, clock=clock, namespace=namespace, audit_max=audit_max)
 
     def _setup(
@@ -440,6 +451,8 @@ class RedisStore:
         self._audit = f"{namespace}:audit"
         self._audit_max = audit_max
         self._rp: dict[str, str] = {}
+        self._reads: list[Read] = []
+        self._fetches: set[asyncio.Task[None]] = set()
         register = client.register_script
         self._put = register(_LUA_PRELUDE + _PUT)
         self._create = register(_LUA_PRELUDE + _CREATE)
@@ -546,7 +559,11 @@ class RedisStore:
         send skips the generic command path (its retry wrapper, metrics hooks and reply
         callbacks), which costs more than decoding the record. The connection itself
         still times out, health-checks, and drops itself on any error, and a dropped
-        connection is retried once (a read is safe to repeat)."""
+        connection is retried once (a read is safe to repeat).
+
+        The gathering is the same on every Redis deployment; how one turn's reads travel
+        is ``_fetch``'s, which a deployment overrides (``stores/redis_cluster.py`` sends
+        one batch per node)."""
         name = (self._rp.get(kind) or self._prefix(kind)) + key
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -570,38 +587,15 @@ class RedisStore:
         """Hand this turn's reads to one task: a reader cancelled meanwhile (its
         request gone) does not cancel the others' round trip."""
         reads, self._reads = self._reads, []
-        task = asyncio.get_running_loop().create_task(self._fetch(reads))
+        task = asyncio.get_running_loop().create_task(self._answer(reads))
         self._fetches.add(task)
         task.add_done_callback(self._fetches.discard)
 
-    async def _fetch(self, reads: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        """Send every ``HGETALL`` in one write, read the replies in order, and answer
-        each future; a failure answers every future still waiting."""
-        pool = self._pool
+    async def _answer(self, reads: list[Read]) -> None:
+        """Run ``_fetch``; a failure answers every future still waiting, so no reader
+        waits for an answer that will not come."""
         try:
-            for attempt in (1, 2):
-                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-                try:
-                    await conn.send_packed_command(
-                        conn.pack_commands([("HGETALL", name) for name, _ in reads])
-                    )
-                    for _, future in reads:
-                        try:
-                            reply = await conn.read_response()
-                        except redis_errors.ResponseError as error:  # this key only
-                            reply = error
-                        if future.done():  # its request was cancelled
-                            continue
-                        if isinstance(reply, Exception):
-                            future.set_exception(reply)
-                        else:
-                            future.set_result(reply)
-                    return
-                except redis_errors.ConnectionError:
-                    if attempt == 2:
-                        raise
-                finally:
-                    await pool.release(conn)
+            await self._fetch(reads)
         except BaseException as error:
             failure = error if isinstance(error, Exception) else redis_errors.ConnectionError(
                 "the read was cancelled")
@@ -610,6 +604,29 @@ class RedisStore:
                     future.set_exception(failure)
             if not isinstance(error, Exception):
                 raise
+
+    async def _fetch(self, reads: list[Read]) -> None:
+        """Send every ``HGETALL`` in one write on one pooled connection, read the replies
+        in order, and answer each future; a dropped connection is retried once."""
+        pool = self._pool
+        for attempt in (1, 2):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.send_packed_command(
+                    conn.pack_commands([("HGETALL", name) for name, _ in reads])
+                )
+                for _, future in reads:
+                    try:
+                        reply = await conn.read_response()
+                    except redis_errors.ResponseError as error:  # this key only
+                        reply = error
+                    settle(future, reply)
+                return
+            except redis_errors.ConnectionError:
+                if attempt == 2:
+                    raise
+            finally:
+                await pool.release(conn)
 
     async def _write(
         self,

@@ -35,6 +35,9 @@ Index TTLs are extended after a patch moves a record's expiry (the owner is know
 then); if that second step fails the caller sees ``StoreUnavailable`` and the next touch
 extends it again. Counters, patch, delete and create were single-key already; merge is a
 snapshot and a compare-and-set on its one key (no ``WATCH``: see ``merge``).
+
+Reads (``get``, the per-request session read) are gathered per event-loop turn by
+``RedisStore.get`` as on one server; here they travel as one pipeline per node (``_fetch``).
 """
 
 from __future__ import annotations
@@ -57,17 +60,20 @@ from authstate.stores.redis import (
     CONNECT_TIMEOUT,
     HEALTH_CHECK_INTERVAL,
     SCAN_COUNT,
+    Read,
     RedisStore,
     _dumps_user,
     _fields,
     _record,
     field_name,
     glob_escape,
+    settle,
 )
 from authstate.stores.redis_urls import parse
 
 try:
-    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis import exceptions as redis_errors
+    from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
     from redis.exceptions import RedisClusterException
 except ImportError as missing:  # pragma: no cover - redis is a core dependency today
     raise MissingDependencyError("redis", "redis") from missing
@@ -234,12 +240,56 @@ class RedisClusterStore(RedisStore):
             f"index {kind}", self._c_index, self._index_key(kind, user_id), [member, ttl]
         )
 
-    async def get(self, kind: str, key: str) -> Record | None:
+    async def _fetch(self, reads: list[Read]) -> None:
+        """This turn's reads (``RedisStore.get`` gathers them), grouped by the node that
+        serves each key's slot in the client's slot map: one write and one round trip per
+        node, the nodes in parallel. A read this fast path cannot answer is read again on
+        its own through the cluster client's command path, which follows MOVED and ASK,
+        waits out TRYAGAIN, and on a dead or silent node refreshes the slot map and
+        retries: so the map this path routes by heals itself, and what the client cannot
+        answer either reaches the reader as the client's error (``StoreUnavailable`` in
+        ``get``). Those are: an error reply (a slot moved, migrating, or without a
+        primary; a wrong type is raised again by the client as itself), a node whose
+        batch failed (connection refused or dropped, timeout, no free connection), and a
+        key whose slot the map does not cover."""
+        groups: dict[str, tuple[ClusterNode, list[Read]]] = {}
+        again: list[Read] = []
+        for read in reads:
+            try:
+                node = self._cluster.get_node_from_key(read[0])
+            except redis_errors.SlotNotCoveredError:
+                again.append(read)
+                continue
+            assert node is not None  # only a replica may be missing
+            groups.setdefault(node.name, (node, []))[1].append(read)
+        batches = [self._fetch_from(node, batch) for node, batch in groups.values()]
+        for missed in await asyncio.gather(*batches):
+            again.extend(missed)
+        if again:
+            await asyncio.gather(*(self._read_alone(name, future) for name, future in again))
+
+    async def _fetch_from(self, node: ClusterNode, reads: list[Read]) -> list[Read]:
+        """One node's batch, through the node's own pipeline (one of its connections,
+        one write); the reads it left unanswered."""
+        commands = [PipelineCommand(i, "HGETALL", name) for i, (name, _) in enumerate(reads)]
         try:
-            flat = await self._cluster.execute_command("HGETALL", self._prefix(kind) + key)
-        except _DOWN as error:
-            raise self._unavailable(f"get {kind}", error) from None
-        return self._live(key, flat) if flat else None
+            await node.execute_pipeline(commands)
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+            return reads  # not sent, or no free connection (MaxConnectionsError)
+        missed: list[Read] = []
+        for read, command in zip(reads, commands, strict=True):
+            if isinstance(command.result, Exception):
+                missed.append(read)
+            else:
+                settle(read[1], command.result)
+        return missed
+
+    async def _read_alone(self, name: str, future: asyncio.Future[Any]) -> None:
+        try:
+            reply = await self._cluster.execute_command("HGETALL", name)
+        except Exception as error:  # the reader's to raise, as it would be unbatched
+            reply = error
+        settle(future, reply)
 
     async def _write(
         self,
