@@ -23,15 +23,26 @@ rules that keeps the promise that a change applies at the next request everywher
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
 from authstate.bus.base import JSON
 from authstate.clock import Clock
 
-if TYPE_CHECKING:
-    from authstate.revocation import Revocations
-
 V = TypeVar("V")
+
+
+class Events(Protocol):
+    """What a cache needs of ``revocation.Revocations`` (named structurally, so that the
+    caches and the modules they serve do not import the revocation machinery)."""
+
+    local: bool
+    resyncs: int
+    on_event: list[Callable[[JSON], None]]
+
+    def announce_session_changed(self, key: str) -> Awaitable[None]: ...
+
+
 TTL_MAX = 300.0
 Epoch = tuple[int, int]
 
@@ -41,7 +52,7 @@ class BusCache(Generic[V]):
     ``field`` names the key (an event of that type naming nothing clears everything)."""
 
     def __init__(
-        self, revocation: Revocations, *, clock: Clock, ttl: float, size: int,
+        self, revocation: Events, *, clock: Clock, ttl: float, size: int,
         events: frozenset[str], field: str,
     ) -> None:
         if not 0 <= ttl <= TTL_MAX:

@@ -35,17 +35,14 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from authstate.buscache import BusCache, Epoch
+from authstate.buscache import BusCache, Epoch, Events
 from authstate.clock import Clock, SystemClock
 from authstate.errors import InvalidInput, StoreUnavailable
 from authstate.outage import OutageLog
 from authstate.randomtoken import digest as digest  # re-exported: the stored form of an ID
 from authstate.stores.base import JSON, Record, Store
-
-if TYPE_CHECKING:
-    from authstate.revocation import Revocations
 
 logger = logging.getLogger("authstate.sessions")
 
@@ -137,7 +134,7 @@ class SessionCache(BusCache[Session]):
     EVENT = "sess"
 
     def __init__(
-        self, revocation: Revocations, *, clock: Clock, ttl: float, size: int = CACHE_SIZE,
+        self, revocation: Events, *, clock: Clock, ttl: float, size: int = CACHE_SIZE,
     ) -> None:
         super().__init__(revocation, clock=clock, ttl=ttl, size=size,
                          events=frozenset({self.EVENT}), field="key")

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from authstate.buscache import BusCache
+from authstate.buscache import BusCache, Events
 from authstate.clock import Clock
 
 if TYPE_CHECKING:
-    from authstate.revocation import Revocations
     from authstate.users import User, Users
 
 SIZE = 100_000  # entries: ~440 bytes each with two scopes (tracemalloc), at most ~44 MB
@@ -32,7 +31,7 @@ class UserCache(BusCache["User | None"]):
     """``get(user_id)``: the user record, from this process's copy when it may be trusted."""
 
     def __init__(
-        self, users: Users, revocation: Revocations, *, clock: Clock, ttl: float,
+        self, users: Users, revocation: Events, *, clock: Clock, ttl: float,
         size: int = SIZE,
     ) -> None:
         super().__init__(revocation, clock=clock, ttl=ttl, size=size, events=EVENTS,
