@@ -40,7 +40,7 @@ class Events(Protocol):
     resyncs: int
     on_event: list[Callable[[JSON], None]]
 
-    def announce_session_changed(self, key: str) -> Awaitable[None]: ...
+    def announce_session_changed(self, key: str, *, wait: bool = ...) -> Awaitable[None]: ...
 
 
 TTL_MAX = 300.0

@@ -62,6 +62,7 @@ HEX = "0123456789abcdef"
 MAX_ENTRIES = 1_000_000
 RESYNC_INTERVAL = 60.0  # also repairs a copy that missed an event whose publish failed
 PURGE_INTERVAL = 1.0
+PUBLISH_DRAIN = 2.0  # seconds close() waits for background publishes
 
 Mode = Literal["push", "store", "reject"]
 EventHook = Callable[[JSON], None]
@@ -125,6 +126,7 @@ class Revocations:
         self.on_lag = on_lag
         self.on_event: list[EventHook] = []
         self._key_syncs: set[asyncio.Task[object]] = set()
+        self._publishing: set[asyncio.Task[None]] = set()  # announce_session_changed(wait=False)
         self.resyncs = 0
         self.events = 0
         # tags what this instance publishes, so it skips its own events when the bus
@@ -155,6 +157,8 @@ class Revocations:
     async def close(self) -> None:
         for task in list(self._key_syncs):
             task.cancel()
+        if self._publishing:  # events announced without waiting still go out
+            await asyncio.wait(list(self._publishing), timeout=PUBLISH_DRAIN)
         if self._periodic is not None:
             self._periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -291,11 +295,24 @@ class Revocations:
         those caches anyway, so a missed event cannot outlive the next one."""
         await self._announce({"t": "user", "sub": user_id})
 
-    async def announce_session_changed(self, key: str) -> None:
+    async def announce_session_changed(self, key: str, *, wait: bool = True) -> None:
         """Tell every process that the session stored under ``key`` (its ID's digest, the
         store key: never the ID) changed or ended: each drops its cached copy
-        (``SessionCache``). Nothing more is stored: the change itself is in the store."""
-        await self._announce({"t": "sess", "key": key})
+        (``SessionCache``). Nothing more is stored: the change itself is in the store.
+
+        ``wait=False`` (a change of the session's data, not its end) applies the event
+        here at once and publishes it in the background, sparing the write a bus round
+        trip: other processes see the change as soon as they would have anyway (the
+        publish goes out right away), the caller just does not wait for it."""
+        event: JSON = {"t": "sess", "key": key}
+        if wait:
+            await self._announce(event)
+            return
+        self._apply(event)
+        if self.bus is not None:
+            task = asyncio.get_running_loop().create_task(self._publish(self.bus, event))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
 
     async def announce_key_retired(self, kid: str) -> None:
         """Tell every verifier to drop a signing key (the key set lives in the store)."""
@@ -306,10 +323,12 @@ class Revocations:
         publish. A failed publish is logged, not raised: the revocation is in the store,
         verifiers without a bus read it there, and the periodic resync repairs the rest."""
         self._apply(event)
-        if self.bus is None:
-            return
+        if self.bus is not None:
+            await self._publish(self.bus, event)
+
+    async def _publish(self, bus: Bus, event: JSON) -> None:
         try:
-            await self.bus.publish({**event, "at": self.clock.now(), "o": self.origin})
+            await bus.publish({**event, "at": self.clock.now(), "o": self.origin})
         except BusUnavailable as error:
             logger.error("revocation event %s not published: %s", event["t"], error)
 

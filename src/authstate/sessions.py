@@ -157,9 +157,10 @@ class SessionCache(BusCache[Session]):
             session = session._replace(data=MappingProxyType(session.data))
         self.keep(key, session, epoch)
 
-    async def changed(self, key: str) -> None:
-        """Drop ``key`` here at once and in every process through the bus."""
-        await self.revocation.announce_session_changed(key)
+    async def changed(self, key: str, *, wait: bool = True) -> None:
+        """Drop ``key`` here at once and in every process through the bus (``wait``:
+        return only once the event is published; a data change need not)."""
+        await self.revocation.announce_session_changed(key, wait=wait)
 
     def keep_own_write(self, key: str, session: Session, before: Epoch) -> None:
         """Keep what this process's own write left (``before``: the epoch taken before
@@ -328,7 +329,7 @@ class SessionManager:
         if record is None:
             return None
         session = Session.from_record(record)
-        await self._changed(key)
+        await self._changed(key, wait=False)
         if cache is not None and before is not None:  # the next request here needs no read
             cache.keep_own_write(key, session, before)
         return session
@@ -388,9 +389,9 @@ class SessionManager:
             raise InvalidInput("a session handle prefix is 4 to 64 lowercase hex characters")
         return await self.store.scan(KIND, prefix=handle_prefix, limit=limit)
 
-    async def _changed(self, key: str) -> None:
+    async def _changed(self, key: str, *, wait: bool = True) -> None:
         if self.cache is not None:
-            await self.cache.changed(key)
+            await self.cache.changed(key, wait=wait)
 
     async def _revoked(self, record: Record | None, reason: str) -> Session | None:
         if record is None:
