@@ -259,3 +259,37 @@ async def test_a_change_from_elsewhere_during_a_write_keeps_nothing(pair: Pair) 
     a.revocation.bus_event({"t": "sess", "key": "0" * 64})  # another session's event
     await writing
     assert len(cache) == 0
+
+
+@BUSES
+async def test_the_fast_path_refuses_malformed_ids_without_an_error(pair: Pair) -> None:
+    """Any cookie value reaches the copy's lookup before any pattern check: a non-ASCII,
+    oversized or non-string one is a miss (then the store path's answer: no session),
+    never an exception."""
+    b = pair.b
+    await b.authenticate_session(await logged_in(b))
+    for bad in ("é" * 43, "x" * 10_000, "", None, 42, "a b"):
+        assert b.sessions.lookup_cached(bad) is None
+        assert b.authenticate_session_cached(bad) is None
+        assert await b.authenticate_session(bad) is None
+
+
+@BUSES
+async def test_an_answer_from_the_copy_is_still_counted_in_the_metrics(pair: Pair) -> None:
+    """The fast path skips the awaits, not ``authstate_verify_seconds``."""
+    b = pair.b
+    if b.metrics is None:
+        pytest.skip("metrics are off in these settings")
+    session_id = await logged_in(b)
+    await b.authenticate_session(session_id)
+
+    def count() -> float:
+        value = b.metrics.registry.get_sample_value(  # type: ignore[union-attr]
+            "authstate_verify_seconds_count", {"method": "session"})
+        return value or 0.0
+
+    before = count()
+    first = b.authenticate_session_cached(session_id)
+    again = b.authenticate_session_cached(session_id)
+    assert first is not None and again is first, "one Identity per cached session"
+    assert count() == before + 2

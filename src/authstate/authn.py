@@ -75,6 +75,7 @@ Failure = Literal["invalid_token", "csrf_failed", "unavailable"]
 logger = logging.getLogger("authstate.middleware")
 
 AUTHENTICATED = "authenticated"  # the scope Starlette's convention gives every logged-in caller
+VERDICT_MEMO = 10_000  # entries of Authentication.decided_now's memo
 SAFE_METHODS = csrf.SAFE_METHODS
 ACCESS_TOKEN_TYPES = ("bearer", "access_token")  # RFC 7662 §2.2 token_type, RFC 6750
 BEARER_MAX = 8192  # a header this long is an attack or a bug, not a token
@@ -577,6 +578,7 @@ class Authentication:
         self._bearer_ones = tuple(
             a for a in self.authenticators if getattr(a, "reads_bearer", False)
         )
+        self._verdicts: dict[int, tuple[Identity, AuthInfo]] = {}  # see decided_now
 
     @property
     def session_cookie(self) -> SessionCookie | None:
@@ -601,10 +603,18 @@ class Authentication:
             identity: Identity | None = cached(credentials)
             if identity is None:
                 return None
-            return AuthInfo(
+            # the same cached Identity comes back for a hot session: so does its verdict
+            known = self._verdicts.get(id(identity))
+            if known is not None and known[0] is identity:
+                return known[1]
+            info = AuthInfo(
                 identity=identity, scopes=(AUTHENTICATED, *identity.scope),
                 bearer=identity.method != "session",
             )
+            if len(self._verdicts) >= VERDICT_MEMO:
+                self._verdicts.clear()
+            self._verdicts[id(identity)] = (identity, info)
+            return info
         return None
 
     async def __call__(self, credentials: Credentials) -> AuthInfo:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -82,6 +83,7 @@ from authstate.usercache import UserCache
 from authstate.users import User, Users
 
 HEX = frozenset("0123456789abcdef")
+IDENTITY_MEMO = 10_000  # entries of authenticate_session_cached's memo
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +259,8 @@ class AuthState:
         self.opaque = OpaqueTokens(store, clock=self.clock, ttl=settings.tokens.access_ttl)
         self.user_cache = UserCache(self.users, self.revocation, clock=self.clock,
                                     ttl=revocation.user_cache_seconds)
+        # authenticate_session_cached's Identity per cached session (see there)
+        self._identities: dict[int, tuple[Session, User | None, Identity]] = {}
         self._started = False
 
     @timed_verify("session")
@@ -279,6 +283,7 @@ class AuthState:
         """``authenticate_session``'s answer when this process's copies (``SessionCache``,
         ``UserCache``) can give it without awaiting, from any thread; None means "await
         ``authenticate_session``", never "no session". The sync face's fast path."""
+        start = time.perf_counter()
         session = self.sessions.lookup_cached(session_id)
         if session is None or session.anonymous:
             return None
@@ -286,7 +291,23 @@ class AuthState:
         if not user_cache.usable:
             return None
         entry = user_cache.peek(session.user_id)
-        return _session_identity(session, entry[1]) if entry is not None else None
+        if entry is None:
+            return None
+        user = entry[1]
+        # one Identity per (cached session, cached user) pair: both are immutable and
+        # replaced, never changed, when the store changes, so it is rebuilt exactly then
+        memo = self._identities.get(id(session))
+        if memo is not None and memo[0] is session and memo[1] is user:
+            identity: Identity | None = memo[2]
+        else:
+            identity = _session_identity(session, user)
+            if identity is not None:
+                if len(self._identities) >= IDENTITY_MEMO:
+                    self._identities.clear()
+                self._identities[id(session)] = (session, user, identity)
+        if identity is not None and self.metrics is not None:
+            self.metrics.observe_verify("session", time.perf_counter() - start)
+        return identity
 
     async def current_user(self, user_id: str) -> User | None:
         """The account as it is now, for a request (cached per ``UserCache``'s rules)."""
@@ -1032,6 +1053,7 @@ class AuthState:
         refused here from that moment, even before the cache has evicted the token."""
         if not self.revocation.local:
             return None
+        start = time.perf_counter()
         claims = self.tokens.cached(token)
         if claims is None:
             return None
@@ -1039,7 +1061,10 @@ class AuthState:
             self.revocation.check_local(claims)
         except TokenRevoked:
             return None
-        return _jwt_identity(claims)
+        identity = _jwt_identity(claims)
+        if self.metrics is not None:
+            self.metrics.observe_verify("jwt", time.perf_counter() - start)
+        return identity
 
     async def introspect(self, token: object, hint: object = None) -> dict[str, Any]:
         """RFC 7662: the claims of a valid token, else exactly ``{"active": False}``."""

@@ -130,7 +130,12 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            user, info = await self.authenticate(scope)
+            credentials = Credentials(scope)
+            # a hot session or a JWT seen before: the same verdict without an await
+            info = self.authentication.decided_now(credentials)
+            if info is None:
+                info = await self.authentication(credentials)
+            user = AuthUser(info.identity) if info.identity is not None else ANONYMOUS
             if info.error == "unavailable":
                 await unavailable(scope, send, info.cause or "store_unavailable")
                 return
@@ -140,7 +145,10 @@ class AuthMiddleware:
 
     async def authenticate(self, scope: Scope) -> tuple[AuthUser, AuthInfo]:
         """The caller behind this request, as ``(scope["user"], scope["auth"])``."""
-        info = await self.authentication(Credentials(scope))
+        credentials = Credentials(scope)
+        info = self.authentication.decided_now(credentials)
+        if info is None:
+            info = await self.authentication(credentials)
         return (AuthUser(info.identity) if info.identity is not None else ANONYMOUS), info
 
 
