@@ -299,6 +299,9 @@ class SessionCookie:
         """What ``authenticate`` would return, when this process's copies can tell it
         without awaiting (``AuthState.authenticate_session_cached``) and the CSRF check
         passes; None means "await authenticate", never "invalid". From any thread."""
+        cache = self.state.sessions.cache
+        if cache is None or not cache.usable:  # SQLite, no bus: nothing to look at
+            return None
         session_id = self.session_id(credentials)
         if session_id is None:
             return None
@@ -603,14 +606,14 @@ class Authentication:
             identity: Identity | None = cached(credentials)
             if identity is None:
                 return None
+            if identity.method != "session":
+                return AuthInfo(identity=identity, scopes=(AUTHENTICATED, *identity.scope),
+                                bearer=True)
             # the same cached Identity comes back for a hot session: so does its verdict
             known = self._verdicts.get(id(identity))
             if known is not None and known[0] is identity:
                 return known[1]
-            info = AuthInfo(
-                identity=identity, scopes=(AUTHENTICATED, *identity.scope),
-                bearer=identity.method != "session",
-            )
+            info = AuthInfo(identity=identity, scopes=(AUTHENTICATED, *identity.scope))
             if len(self._verdicts) >= VERDICT_MEMO:
                 self._verdicts.clear()
             self._verdicts[id(identity)] = (identity, info)

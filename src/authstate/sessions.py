@@ -275,8 +275,8 @@ class SessionManager:
         ``lookup``", never "no session"."""
         cache = self.cache
         # no pattern check: only valid IDs are ever kept, so any other misses
-        if (cache is None or not isinstance(session_id, str) or len(session_id) > ID_MAX
-                or not session_id.isascii()):
+        if (cache is None or not cache.usable or not isinstance(session_id, str)
+                or len(session_id) > ID_MAX or not session_id.isascii()):
             return None
         return cache.hit(digest(session_id), self.clock.now(), self.touch_interval)
 
