@@ -6,6 +6,7 @@ by PID. The ``redis_server`` fixture in ``conftest.py`` wraps ``RedisServer``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,9 @@ class RedisServer:
     def __init__(self, port: int, *, data_dir: Path | None = None) -> None:
         self.port = port
         self.data_dir = data_dir
+        # run after each stop: an outage test waits there until the process using the
+        # server noticed (its bus down), so a hot session's copy is no longer trusted
+        self.after_stop: Callable[[], None] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -63,6 +68,8 @@ class RedisServer:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
         self.proc = None
+        if self.after_stop is not None:
+            self.after_stop()
 
     def pause(self) -> None:
         assert self.proc is not None
@@ -85,3 +92,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+async def bus_noticed(state: Any, timeout: float = 10.0) -> None:
+    """Wait until ``state`` (an ``AuthState``) no longer trusts its per-process copies:
+    after its store and bus server was killed, its bus connection has seen the loss. A
+    hot session is answered from the copy until then (README: "When the store is down")."""
+    deadline = time.monotonic() + timeout
+    while state.revocation.local:
+        if time.monotonic() > deadline:
+            raise AssertionError("the bus did not notice the outage in time")
+        await asyncio.sleep(0.01)

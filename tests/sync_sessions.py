@@ -18,7 +18,7 @@ from authstate.state import AuthState
 from authstate.stores import Store, open_store
 from authstate.sync import Portal, SyncAuthState
 from tests.conftest import fresh_namespace, require_service
-from tests.support import RedisServer, free_port
+from tests.support import RedisServer, free_port, wait_for
 from tests.web.api import api_settings
 
 
@@ -73,6 +73,7 @@ def on_throwaway_redis(clock: FrozenClock, tmp_path: Path) -> Iterator[tuple[Red
 
     try:
         state = portal.call(opening)
+        server.after_stop = lambda: wait_for(lambda: not state.revocation.local)
         try:
             yield server, SyncAuthState.wrapping(state, portal)
         finally:

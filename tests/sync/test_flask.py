@@ -22,7 +22,7 @@ from authstate.config import Settings
 from authstate.flask import Authstate, current_identity, login_required
 from authstate.state import AuthState
 from authstate.sync import Portal, SyncAuthState
-from tests.support import RedisServer, free_port
+from tests.support import RedisServer, free_port, wait_for
 from tests.web.live_service import PASSWORD, LiveService, live_service
 from tests.web.test_middleware_examples import EMAIL, bearer, cli, load_example, token_pair
 
@@ -165,6 +165,7 @@ def test_a_store_outage_is_a_503_not_a_logout() -> None:
         http.set_cookie("authstate_session", login.session_id)
         assert http.get("/me").status_code == 200
         server.stop()
+        wait_for(lambda: not sync.state.revocation.local)  # the copy is no longer trusted
         down = http.get("/me")
         assert down.status_code == 503
         assert down.headers["Retry-After"].isdigit()

@@ -26,7 +26,7 @@ from authstate.stores import Store, open_store
 from authstate.web.middleware import AuthMiddleware, SessionCookie
 from authstate.web.session_middleware import AppSession, SessionMiddleware
 from tests.conftest import fresh_namespace
-from tests.support import RedisServer
+from tests.support import RedisServer, bus_noticed
 from tests.web.api import BASE, PASSWORD, api_settings
 
 COOKIE = "authstate_session"
@@ -334,6 +334,7 @@ async def test_store_outage_is_503_never_an_empty_session(
         async with client_for(starlette_app(state)) as client:
             await client.post("/write", json={"cart": ["book"]})
             redis_server.stop()
+            await bus_noticed(state)  # until then the hot session's copy answers
             for response in (await client.get("/read"), await client.post("/write", json={})):
                 assert response.status_code == 503
                 assert response.headers["retry-after"] and "set-cookie" not in response.headers

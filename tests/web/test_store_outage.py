@@ -48,7 +48,7 @@ from authstate.web.middleware import (
 from tests.conftest import fresh_namespace
 from tests.stores.postgres_clusters import Cluster
 from tests.stores.test_sql_postgres import cluster  # noqa: F401 (the fixture)
-from tests.support import RedisServer, free_port
+from tests.support import RedisServer, bus_noticed, free_port
 from tests.web.api import BASE, PASSWORD, api_settings
 
 EMAIL = "alice@example.com"
@@ -306,6 +306,7 @@ async def test_a_store_outage_is_503_on_every_path_and_never_a_logout(
             assert_working(path, answer)
 
         backend.kill()
+        await bus_noticed(w.state)  # until then a hot session's copy answers
         for path, answer in (await every_path(w)).items():
             assert_unavailable(path, answer)
         form = await w.browser.post("/logout", data={"csrf_token": "x"})
@@ -345,6 +346,7 @@ async def test_revoked_and_unknown_stay_a_401_around_an_outage(
         assert revoked.json() == unknown.json()
 
         redis_backend.kill()
+        await bus_noticed(w.state)
         assert_unavailable("cookie /auth/me", await w.browser.get("/auth/me"))
         redis_backend.start()
         await back(w.state)

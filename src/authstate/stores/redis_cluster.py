@@ -287,8 +287,13 @@ class RedisClusterStore(RedisStore):
     async def _read_alone(self, name: str, future: asyncio.Future[Any]) -> None:
         try:
             reply = await self._cluster.execute_command("HGETALL", name)
-        except Exception as error:  # the reader's to raise, as it would be unbatched
+        except redis_errors.RedisError as error:  # the reader's to raise, as unbatched
             reply = error
+        except Exception as error:
+            # redis-py itself failing mid-failover (seen on 8.1: a connection closed under
+            # a concurrent connect raises AttributeError): the node is not answering,
+            # which the reader must see as an outage (503), not as a bug (500)
+            reply = redis_errors.ConnectionError(f"client error: {type(error).__name__}")
         settle(future, reply)
 
     async def _write(
