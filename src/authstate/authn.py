@@ -582,23 +582,38 @@ class Authentication:
             a for a in self.authenticators if getattr(a, "reads_bearer", False)
         )
         self._verdicts: dict[int, tuple[Identity, AuthInfo]] = {}  # see decided_now
+        # the session copy behind the first authenticator a request without a bearer
+        # token reaches, when that is a SessionCookie: one check tells decided_now early
+        # that nothing can be answered without awaiting (SQLite, the bus down)
+        first = next((a for a in self.authenticators if not getattr(a, "reads_bearer", False)),
+                     None)
+        self._session_copy = first.state.sessions.cache if isinstance(first, SessionCookie) \
+            else None
 
     @property
     def session_cookie(self) -> SessionCookie | None:
         """The session-cookie authenticator among them, if any."""
         return next((a for a in self.authenticators if isinstance(a, SessionCookie)), None)
 
-    def decided_now(self, credentials: Credentials) -> AuthInfo | None:
+    def decided_now(self, credentials: Credentials, *, bearer: bool = True) -> AuthInfo | None:
         """The verdict, when the first authenticator that can answer this request gives
         a success without awaiting (``BearerJWT.cached``, ``SessionCookie.cached``): then
         the full run would end there with the same answer. Authenticators that read the
         bearer credential are passed over when the request presents none (they answer
         None to it). None otherwise: await the call. For sync code, which skips a hop to
-        the event loop on the common paths (a JWT seen before, a hot session)."""
-        if credentials.presents_bearer and self.bearer_decides and credentials.bearer_error:
-            return None
+        the event loop on the common paths (a JWT seen before, a hot session).
+        ``bearer=False``: only for a request without a bearer credential (the ASGI
+        middleware: there a cached JWT costs the same either way, and a new one would be
+        hashed twice)."""
+        # (the Authorization header is not even parsed when no authenticator reads it)
+        presents = bool(self._bearer_ones) and credentials.presents_bearer
+        if presents:
+            if not bearer or (self.bearer_decides and credentials.bearer_error):
+                return None
+        elif self._session_copy is not None and not self._session_copy.usable:
+            return None  # the session cookie decides, and its copy cannot (no live bus)
         for authenticator in self.authenticators:
-            if not credentials.presents_bearer and getattr(authenticator, "reads_bearer", False):
+            if not presents and getattr(authenticator, "reads_bearer", False):
                 continue
             cached = getattr(authenticator, "cached", None)
             if cached is None:

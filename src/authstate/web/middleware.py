@@ -131,11 +131,9 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             credentials = Credentials(scope)
-            # a hot session: the same verdict without an await. Not tried for a bearer
-            # token: a fresh one would be hashed twice, and a cached one costs the same
-            # either way (measured: benchmarks/middleware_throughput.py)
-            info = (None if credentials.presents_bearer
-                    else self.authentication.decided_now(credentials))
+            # a hot session: the same verdict without an await (not tried for a bearer
+            # token, see decided_now)
+            info = self.authentication.decided_now(credentials, bearer=False)
             if info is None:
                 info = await self.authentication(credentials)
             user = AuthUser(info.identity) if info.identity is not None else ANONYMOUS
@@ -149,8 +147,7 @@ class AuthMiddleware:
     async def authenticate(self, scope: Scope) -> tuple[AuthUser, AuthInfo]:
         """The caller behind this request, as ``(scope["user"], scope["auth"])``."""
         credentials = Credentials(scope)
-        info = (None if credentials.presents_bearer
-                else self.authentication.decided_now(credentials))
+        info = self.authentication.decided_now(credentials, bearer=False)
         if info is None:
             info = await self.authentication(credentials)
         return (AuthUser(info.identity) if info.identity is not None else ANONYMOUS), info
