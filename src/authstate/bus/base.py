@@ -26,6 +26,7 @@ logger = logging.getLogger("authstate.bus")
 EVENT_MAX_BYTES = 4000  # well under PostgreSQL's 8000-byte NOTIFY payload limit
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
+STOP_RETRY = 0.5  # seconds between cancels of a listener that has not stopped
 
 
 class BusListener(Protocol):
@@ -116,6 +117,7 @@ class Resubscribing:
 
     def __init__(self, what: str) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._closing = False  # the delivery loops stop at their next turn
         self._first_attempt = asyncio.Event()
         self._outage = OutageLog(logger, what)
 
@@ -125,13 +127,14 @@ class Resubscribing:
         raise NotImplementedError
 
     async def _listen(self, listener: BusListener, *, name: str) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._run(listener), name=name)
         supervise(self._task, listener, self._first_attempt)
         await self._first_attempt.wait()
 
     async def _run(self, listener: BusListener) -> None:
         delay = 0.0
-        while True:
+        while not self._closing:
             async with contextlib.AsyncExitStack() as stack:
                 try:
                     deliver = await self._subscribe(stack, listener)
@@ -153,8 +156,18 @@ class Resubscribing:
             await close()
 
     async def _stop_listening(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the listener, even when a cancellation is lost: on Python 3.11 a cancel
+        that lands as a client's own read timeout fires (``asyncio.timeout`` inside
+        redis-py's ``get_message``, psycopg's ``notifies``) can be taken for the timeout
+        and swallowed, and a plain ``await`` of the task then waited forever (seen once as
+        a hung test teardown). So the loops also check ``_closing``, and the cancel is
+        repeated until the task has ended."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=STOP_RETRY)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()

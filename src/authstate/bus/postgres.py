@@ -71,7 +71,7 @@ class PostgresBus(Resubscribing):
     async def _deliver(
         self, conn: psycopg.AsyncConnection[object], listener: BusListener
     ) -> None:
-        while True:
+        while not self._closing:
             async for notify in conn.notifies(timeout=PROBE_INTERVAL):
                 event = decode(notify.payload)
                 if event is not None:

@@ -92,7 +92,7 @@ class RedisBus(Resubscribing):
 
     async def _deliver(self, pubsub: PubSub, listener: BusListener) -> None:
         pinged_at: float | None = None
-        while True:
+        while not self._closing:
             message = await pubsub.get_message(timeout=PING_INTERVAL)
             now = time.monotonic()
             if message is None:
