@@ -214,3 +214,34 @@ def test_bus_follows_the_store() -> None:
     assert kind("redis+sentinel://127.0.0.1:26379/mymaster/0", "redis") == "redis"
     with pytest.raises(ConfigurationError):
         open_bus("kafka://x", namespace="n")
+
+
+async def test_a_listener_that_swallows_a_cancel_still_stops() -> None:
+    """Python 3.11's ``asyncio.timeout`` can take a cancel that lands as the client's
+    own read timeout fires for that timeout, and swallow it (a hung test teardown showed
+    it). Here the delivery loop swallows cancels outright, as the worst case: closing the
+    bus must still end it (the loop sees the closing flag; the cancel is repeated)."""
+    import contextlib
+
+    from authstate.bus.base import Deliver, Resubscribing
+
+    swallowed = 0
+
+    class Stubborn(Resubscribing):
+        _failures = (ConnectionError,)
+
+        async def _subscribe(self, stack: contextlib.AsyncExitStack, listener: Any) -> Deliver:
+            async def deliver() -> None:
+                nonlocal swallowed
+                while not self._closing:
+                    try:
+                        await asyncio.sleep(0.05)
+                    except asyncio.CancelledError:
+                        swallowed += 1  # as asyncio.timeout mistaking it for its own
+
+            return deliver
+
+    bus = Stubborn("test bus")
+    await bus._listen(Listener(), name="stubborn")
+    await asyncio.wait_for(bus._stop_listening(), WAIT)
+    assert swallowed >= 1 and bus._task is None
