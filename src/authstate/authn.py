@@ -299,9 +299,6 @@ class SessionCookie:
         """What ``authenticate`` would return, when this process's copies can tell it
         without awaiting (``AuthState.authenticate_session_cached``) and the CSRF check
         passes; None means "await authenticate", never "invalid". From any thread."""
-        cache = self.state.sessions.cache
-        if cache is None or not cache.usable:  # SQLite, no bus: nothing to look at
-            return None
         session_id = self.session_id(credentials)
         if session_id is None:
             return None

@@ -141,9 +141,8 @@ class SessionCache(BusCache[Session]):
 
     def hit(self, key: str, now: float, touch_interval: float) -> Session | None:
         """The cached session, if it is still live and needs no last-seen write now
-        (a lookup that must slide the idle expiry goes to the store)."""
-        if not self.usable:
-            return None
+        (a lookup that must slide the idle expiry goes to the store). Callers check
+        ``usable`` first."""
         entry = self.peek(key)
         if entry is None:
             return None

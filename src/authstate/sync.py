@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from authstate.clock import Clock
     from authstate.config import Settings
     from authstate.identity import Identity
+    from authstate.sessions import Session
 
 __all__ = ["Portal", "Resource", "SyncAuthState", "default_portal"]
 
@@ -404,6 +405,15 @@ class SyncAuthState:
             if identity is not None:
                 return identity
         return self.call(AuthState.authenticate_bearer, token)
+
+    def lookup_session(self, session_id: str) -> Session | None:
+        """``SessionManager.lookup``: in this thread for a session in this process's copy
+        (``lookup_cached``: no hop to the loop), else on the portal. For the framework
+        session engines, which read the session as each request opens it."""
+        session = self.state.sessions.lookup_cached(session_id)
+        if session is not None:
+            return session
+        return self.run(lambda state: state.sessions.lookup(session_id))
 
     # who is calling
     authenticate_session = _Delegate(AuthState.authenticate_session)

@@ -226,10 +226,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]
     def _lookup(self, key: str | None) -> Session | None:
         if not key or not valid_id(key):
             return None
-        # a hot session is in this process's bus-invalidated copy: no hop to the loop
-        session = self._sync.state.sessions.lookup_cached(key)
-        if session is None:
-            session = self._run(lambda state: state.sessions.lookup(key))
+        session = self._marked(lambda: self._sync.lookup_session(key))
         if session is None or appsessions.expired(session, self._sync.state.clock.now()):
             return None
         return session
@@ -238,8 +235,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]
         """``work`` on the store, an outage noted on the session (``outage``) before it is
         raised, for ``SessionMiddleware`` to find when Django has already turned the
         exception into a 500 (raised in another middleware)."""
+        return self._marked(lambda: self._sync.run(work))
+
+    def _marked(self, call: Callable[[], T]) -> T:
         try:
-            return self._sync.run(work)
+            return call()
         except StoreUnavailable as error:
             self.outage = error
             raise

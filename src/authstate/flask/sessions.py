@@ -51,7 +51,7 @@ from authstate import appsessions
 from authstate.authn import session_cookie, session_cookie_name
 from authstate.errors import InvalidInput, SessionTooLarge, StoreUnavailable
 from authstate.sessions import Session, valid_id
-from authstate.state import AuthState, LoginResult
+from authstate.state import LoginResult
 from authstate.sync import SyncAuthState
 from authstate.web.statuses import PROBLEM_JSON, RETRY_AFTER, problem_document, status_for
 from authstate.wsgi import UNAVAILABLE_DETAIL
@@ -167,10 +167,9 @@ class ServerSideSessions(SessionInterface):
         if not session_id or not valid_id(session_id):
             return ServerSideSession()
         try:
-            # a hot session is in this process's bus-invalidated copy: no hop to the loop
-            loaded = _lookup_cached(self.state.state, session_id)
-            if loaded is None:
-                loaded = self.state.run(lambda state: _lookup(state, session_id))
+            loaded = self.state.lookup_session(session_id)
+            if loaded is not None and appsessions.expired(loaded, self.state.state.clock.now()):
+                loaded = None  # the expiry Flask set (permanent_session_lifetime)
         except StoreUnavailable:
             return UnavailableSession()
         return ServerSideSession(session_id, loaded)
@@ -235,20 +234,6 @@ class ServerSideSessions(SessionInterface):
         if session.session_id is not None and session.loaded is not None:
             self.state.logout(session_id=session.session_id)
         session.adopt(None, None, "clear")
-
-
-def _lookup_cached(state: AuthState, session_id: str) -> Session | None:
-    session = state.sessions.lookup_cached(session_id)
-    if session is not None and appsessions.expired(session, state.clock.now()):
-        return None
-    return session
-
-
-async def _lookup(state: AuthState, session_id: str) -> Session | None:
-    session = await state.sessions.lookup(session_id)
-    if session is not None and appsessions.expired(session, state.clock.now()):
-        return None
-    return session
 
 
 def _client() -> tuple[str | None, str | None]:
