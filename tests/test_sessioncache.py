@@ -293,3 +293,18 @@ async def test_an_answer_from_the_copy_is_still_counted_in_the_metrics(pair: Pai
     again = b.authenticate_session_cached(session_id)
     assert first is not None and again is first, "one Identity per cached session"
     assert count() == before + 2
+
+
+@BUSES
+async def test_a_resync_after_reconnecting_empties_the_copy(pair: Pair) -> None:
+    """Events missed while the bus was down cannot leave a stale copy: the resync that
+    follows every (re)connection empties it. Here the missed event is a session deleted
+    behind authstate's back (no event at all); the resync is the one a reconnection runs."""
+    b = pair.b
+    session_id = await logged_in(b)
+    await b.authenticate_session(session_id)
+    assert await b.authenticate_session(session_id) is not None  # from the copy
+    await b.store.delete("session", digest(session_id))
+    assert await b.authenticate_session(session_id) is not None, "no event: still copied"
+    await b.revocation.bus_connected()  # what the bus runs after reconnecting
+    assert await b.authenticate_session(session_id) is None
